@@ -1,0 +1,162 @@
+"""The ``bbam-lite`` command (also ``python -m bbam_lite``).
+
+Every subcommand reports bad input in one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_data_args(p: argparse.ArgumentParser, split: str | None = None) -> None:
+    p.add_argument("--data", type=Path, required=True, help="dataset root (synthetic folder, VOC2012 folder or COCO root)")
+    p.add_argument("--dataset", choices=["auto", "synthetic", "voc", "coco"], default="auto",
+                   help="dataset kind; auto: synthetic if DATA/dataset.json exists, voc if DATA/Annotations exists, else coco")
+    if split:
+        p.add_argument("--split", default=split, help=f"split to use (default: {split})")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def dataset_kind(root: Path, kind: str) -> str:
+    if kind != "auto":
+        return kind
+    if (root / "dataset.json").exists():
+        return "synthetic"
+    if (root / "Annotations").is_dir():
+        return "voc"
+    return "coco"
+
+
+def _load(root: Path, kind: str, split: str):
+    from bbam_lite.data import load_dataset
+
+    return load_dataset(dataset_kind(root, kind), root, split)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from bbam_lite.data.synthetic import SynthSettings, parse_difficulty, synthesize
+
+    settings = SynthSettings(args.n_train, args.n_val, args.seed, args.size, parse_difficulty(args.difficulty))
+    out = synthesize(args.out, settings, progress=not args.quiet)
+    meta = json.loads((out / "dataset.json").read_text())
+    print(f"wrote {out}: {meta['splits']}, difficulty {settings.difficulty}, {settings.size} px, seed {settings.seed}")
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from bbam_lite.data.synthetic import read_metadata
+    from bbam_lite.detector.model import get_profile
+    from bbam_lite.detector.train import train_detector
+
+    overrides = {}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    cfg = get_profile(args.profile, **overrides)
+    kind = dataset_kind(args.data, args.dataset)
+    train = _load(args.data, kind, args.train_split)
+    val = _load(args.data, kind, args.val_split)
+    info = {"kind": kind, "root": str(args.data.resolve()), "train_split": args.train_split, "val_split": args.val_split}
+    if kind == "synthetic":
+        meta = read_metadata(args.data)
+        info.update(generator_version=meta["generator_version"], settings=meta["settings"])
+    result = train_detector(train, val, args.out, cfg, _device(args.device), args.seed, info, progress=not args.quiet)
+    print(f"{args.out}/detector.pt: box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on "
+          f"{result['val_images']} val images; {result['train_seconds'] / 60:.1f} min")
+    return 0
+
+
+def cmd_eval_detector(args: argparse.Namespace) -> int:
+    from bbam_lite.detector.evaluate import evaluate_detector
+    from bbam_lite.detector.model import load_detector
+    from bbam_lite.utils.io import atomic_write_json
+    from bbam_lite.weights import default_detector_path
+
+    ds = _load(args.data, args.dataset, args.split)
+    path = args.detector or default_detector_path()
+    det = load_detector(path, _device(args.device), class_names=ds.class_names)
+    metrics = evaluate_detector(det.model, ds, args.device, progress=not args.quiet)
+    metrics = {**metrics, "images": len(ds), "detector": str(path)}
+    print(" ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+    if args.json:
+        atomic_write_json(args.json, metrics, indent=2)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bbam-lite",
+        description="BBAM (Lee et al., CVPR 2021) and the Box2Seg GrabCut baselines: data, detector, pseudo labels.",
+        epilog="Run 'bbam-lite COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="datasets: generate the synthetic set")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="write a synthetic dataset (COCO JSON + JPEG + VOC-style PNGs)",
+                                description="Write a synthetic dataset; the defaults give the embedded default set.")
+    synth.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    synth.add_argument("--n-train", type=int, default=800, help="training images (default 800)")
+    synth.add_argument("--n-val", type=int, default=200, help="validation images (default 200)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--size", type=int, default=160, help="image side in pixels (default 160)")
+    synth.add_argument("--difficulty", default="medium",
+                       help="easy | medium | hard or a number in [0, 1] (default medium = 0.5)")
+    synth.set_defaults(func=cmd_data_synth)
+
+    tr = sub.add_parser("train-detector", help="train a Faster R-CNN on box labels (resumable)",
+                        description="Train a Faster R-CNN on the boxes of a dataset. Rerun the same command to "
+                                    "resume an interrupted run from its last checkpoint.")
+    _add_data_args(tr)
+    tr.add_argument("--train-split", default="train")
+    tr.add_argument("--val-split", default="val")
+    tr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, detector.pt, detector_metrics.json)")
+    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper | paper-r50")
+    tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
+    tr.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_train_detector)
+
+    ev = sub.add_parser("eval-detector", help="box AP of a detector checkpoint (pycocotools)")
+    _add_data_args(ev, split="val")
+    ev.add_argument("--detector", type=Path, default=None, help="checkpoint (default: the shipped synthetic detector)")
+    ev.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=cmd_eval_detector)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from bbam_lite.data.records import DataError
+    from bbam_lite.detector.model import CheckpointError
+    from bbam_lite.detector.train import RunSettingsError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return int(args.func(args) or 0)
+    except (DataError, CheckpointError, RunSettingsError, FileExistsError, ValueError) as exc:
+        print(f"bbam-lite {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"bbam-lite {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The one record every reader yields, and the checks every reader shares.
+
+A reader (COCO, VOC, synthetic) turns its files into a :class:`BoxDataset`: a list of
+:class:`ImageRecord` (boxes, contiguous class ids, optional instance masks loaded on demand) and
+the class names. Everything downstream (detector training, BBAM, baselines, metrics) sees only
+this, so real and synthetic data share one code path.
+
+Bad input policy, the same for every reader:
+
+* a missing data root, annotation file, image file, or an unreadable / truncated image:
+  :class:`DataError`, one line naming the file and the problem;
+* an unknown class id, a NaN coordinate, duplicate image ids, a mask whose size differs from its
+  image: :class:`DataError`;
+* a box partly outside its image: clipped to the image, counted;
+* a box of zero area (before or after clipping), or wholly outside its image: dropped, counted;
+* an image left without objects: skipped, counted;
+* grayscale, 16-bit or RGBA images: converted to 8-bit RGB when loaded.
+
+The counts are reported in one :class:`DataWarning` per dataset, not one per item.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+#: Images larger than this many pixels are refused (PIL's decompression-bomb guard, made explicit).
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+class DataError(ValueError):
+    """A data problem, reported in one line that names the file and the item."""
+
+
+class DataWarning(UserWarning):
+    """Items a reader skipped or repaired, with counts."""
+
+
+@dataclass
+class ImageRecord:
+    """One image with its boxes (x1, y1, x2, y2 in pixels), class ids (1..K) and optional masks."""
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    mask_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_masks(self) -> bool:
+        return self.mask_loader is not None
+
+    def load_image(self) -> np.ndarray:
+        """The image as uint8 RGB (H, W, 3), checked against the recorded size."""
+        image = load_rgb(self.path)
+        if image.shape[:2] != (self.height, self.width):
+            raise DataError(
+                f"{self.path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say "
+                f"{self.width}x{self.height}"
+            )
+        return image
+
+    def load_masks(self) -> np.ndarray | None:
+        """Instance masks (N, H, W) bool in the order of ``boxes``, or None when there are none."""
+        if self.mask_loader is None:
+            return None
+        masks = np.asarray(self.mask_loader(), dtype=bool)
+        if masks.shape != (len(self.boxes), self.height, self.width):
+            raise DataError(
+                f"{self.path}: masks have shape {masks.shape}, expected "
+                f"({len(self.boxes)}, {self.height}, {self.width})"
+            )
+        return masks
+
+
+@dataclass
+class BoxDataset:
+    """Records plus class names; ``class_names[0]`` is ``"background"``."""
+
+    records: list[ImageRecord]
+    class_names: list[str]
+    name: str = "dataset"
+    root: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> ImageRecord:
+        return self.records[i]
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes, background excluded."""
+        return len(self.class_names) - 1
+
+    def subset(self, indices: Sequence[int]) -> BoxDataset:
+        return BoxDataset([self.records[i] for i in indices], self.class_names, self.name, self.root)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Read an image file as uint8 RGB, converting grayscale, 16-bit, palette and RGBA images.
+
+    Raises :class:`DataError` for a missing, empty, truncated, corrupt or oversized file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: image file is empty (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise DataError(
+                    f"{path}: image is {im.width}x{im.height}, larger than the limit of "
+                    f"{MAX_IMAGE_PIXELS} pixels"
+                )
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                top = arr.max() if arr.size and arr.max() > 0 else 1.0
+                arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()  # alpha is dropped
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+
+
+class ItemTally:
+    """Counts repairs and skips while a reader runs, then warns once with the totals."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.counts: Counter[str] = Counter()
+
+    def add(self, what: str, n: int = 1) -> None:
+        if n:  # a zero count must not create an entry: it would make a clean dataset warn
+            self.counts[what] += n
+
+    def warn(self) -> None:
+        if self.counts:
+            parts = ", ".join(f"{n} {what}" for what, n in sorted(self.counts.items()))
+            warnings.warn(f"{self.source}: {parts}", DataWarning, stacklevel=3)
+
+
+def clean_boxes(
+    boxes: np.ndarray, width: int, height: int, where: str, tally: ItemTally
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip boxes to the image and drop empty ones.
+
+    Returns the cleaned (M, 4) float32 boxes and the indices of the input boxes kept. NaN or
+    infinite coordinates and boxes with x2 < x1 or y2 < y1 raise :class:`DataError`.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not np.all(np.isfinite(boxes)):
+        bad = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
+        raise DataError(f"{where}: box {bad} has a NaN or infinite coordinate: {boxes[bad].tolist()}")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        bad = int(np.flatnonzero(inverted)[0])
+        raise DataError(f"{where}: box {bad} has x2 < x1 or y2 < y1: {boxes[bad].tolist()}")
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    clipped32 = clipped.astype(np.float32)  # judge the area on what is returned: float32 can round it to 0
+    nonempty = (clipped32[:, 2] > clipped32[:, 0]) & (clipped32[:, 3] > clipped32[:, 1])
+    outside = nonempty & np.any(clipped != boxes, axis=1)
+    tally.add("boxes clipped to the image", int(outside.sum()))
+    tally.add("empty or out-of-image boxes dropped", int((~nonempty).sum()))
+    keep = np.flatnonzero(nonempty)
+    return clipped32[keep], keep
+
+
+def check_data_root(root: Path, what: str) -> Path:
+    """Fail with one line when a data root does not exist or is not a folder."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: {what} data root does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: {what} data root is not a folder")
+    return root
+
+
+def check_unique_ids(ids: Sequence[int], source: str) -> None:
+    dup = [i for i, n in Counter(ids).items() if n > 1]
+    if dup:
+        raise DataError(f"{source}: duplicate image id {dup[0]} ({len(dup)} duplicated ids)")

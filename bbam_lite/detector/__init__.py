@@ -1,0 +1,1 @@
+"""Faster R-CNN: profiles and checkpoints (model), head access (heads), training (train), AP (evaluate)."""

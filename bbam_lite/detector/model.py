@@ -1,0 +1,275 @@
+"""Faster R-CNN (torchvision) in named profiles, and its checkpoint format.
+
+Profiles:
+
+``lite``
+    The CPU profile (this project's default, for the synthetic set): a small residual CNN with
+    GroupNorm (trainable from scratch with small batches), an FPN, 160-256 px input, fewer RPN
+    proposals and sampled RoIs, RoIAlign ``sampling_ratio`` 1 (its backward dominates CPU time).
+``smoke``
+    ``lite`` cut down further, for tests: a few iterations, narrower layers.
+``paper``
+    The paper's detector for GPUs: ResNet-101-FPN, 800 px shorter side (max 1333), torchvision's
+    default RPN/RoI settings. ``paper-r50`` is the same with ResNet-50. ImageNet (or COCO) weights
+    are used when present in the local torch cache; otherwise training starts from scratch and says
+    so once.
+
+A checkpoint is a plain dict (``config``, ``class_names``, ``state_dict``, ``meta``) that loads with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bbam_lite.compat import import_torchvision
+from bbam_lite.utils.io import atomic_save
+
+tv = import_torchvision()
+from torchvision.models.detection import FasterRCNN  # noqa: E402
+from torchvision.models.detection.anchor_utils import AnchorGenerator  # noqa: E402
+from torchvision.models.detection.faster_rcnn import TwoMLPHead  # noqa: E402
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign  # noqa: E402
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool  # noqa: E402
+
+
+class CheckpointError(ValueError):
+    """A detector checkpoint that cannot be used, in one line."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Architecture and training schedule of one profile; stored in every checkpoint."""
+
+    profile: str = "lite"
+    backbone: str = "gn-small"  # gn-small | resnet50 | resnet101
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    fpn_channels: int = 96
+    representation_size: int = 512
+    min_size: int = 160
+    max_size: int = 256
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 192)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_top_n_train: int = 600
+    rpn_post_nms_top_n_train: int = 300
+    rpn_pre_nms_top_n_test: int = 300
+    rpn_post_nms_top_n_test: int = 150
+    rpn_batch_size_per_image: int = 128
+    box_batch_size_per_image: int = 128
+    box_detections_per_img: int = 50
+    sampling_ratio: int = 1
+    # training schedule
+    iterations: int = 4000
+    batch_size: int = 8
+    lr: float = 1.5e-3
+    weight_decay: float = 1e-4
+    warmup: int = 300
+    optimizer: str = "adamw"  # adamw | sgd
+    checkpoint_every: int = 250
+    eval_every: int = 250
+    eval_images: int = 100
+
+
+PROFILES: dict[str, DetectorConfig] = {
+    "lite": DetectorConfig(),
+    "smoke": DetectorConfig(
+        profile="smoke", widths=(8, 16, 32, 32), fpn_channels=32, representation_size=64,
+        rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=100,
+        rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=64, box_batch_size_per_image=32,
+        iterations=6, batch_size=2, warmup=2, checkpoint_every=3, eval_every=6, eval_images=4,
+    ),
+    "paper": DetectorConfig(
+        profile="paper", backbone="resnet101", fpn_channels=256, representation_size=1024, min_size=800,
+        max_size=1333, anchor_sizes=(32, 64, 128, 256, 512), rpn_pre_nms_top_n_train=2000,
+        rpn_post_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000,
+        rpn_batch_size_per_image=256, box_batch_size_per_image=512, box_detections_per_img=100,
+        sampling_ratio=2, iterations=30000, batch_size=8, lr=0.01, weight_decay=1e-4, warmup=500,
+        optimizer="sgd", checkpoint_every=1000, eval_every=5000, eval_images=500,
+    ),
+}
+PROFILES["paper-r50"] = replace(PROFILES["paper"], profile="paper-r50", backbone="resnet50")
+
+
+def get_profile(name: str, **overrides: Any) -> DetectorConfig:
+    if name not in PROFILES:
+        raise ValueError(f"unknown detector profile {name!r}; choose one of {sorted(PROFILES)}")
+    return replace(PROFILES[name], **overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# The small CPU backbone.
+
+
+def _gn(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels // 4), channels)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.n1 = _gn(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.n2 = _gn(cout)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _gn(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.n1(self.conv1(x)))
+        return torch.relu(self.n2(self.conv2(y)) + self.skip(x))
+
+
+class SmallBackboneFPN(nn.Module):
+    """A 4-stage residual CNN (strides 4, 8, 16, 32) with GroupNorm, plus an FPN and a pool level."""
+
+    def __init__(self, widths: tuple[int, ...], out_channels: int) -> None:
+        super().__init__()
+        w0 = widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w0, 3, 2, 1, bias=False), _gn(w0), nn.ReLU(inplace=True),
+            nn.Conv2d(w0, w0, 3, 2, 1, bias=False), _gn(w0), nn.ReLU(inplace=True),
+        )
+        stages, cin = [], w0
+        for i, w in enumerate(widths):
+            stages.append(nn.Sequential(_BasicBlock(cin, w, 1 if i == 0 else 2), _BasicBlock(w, w, 1)))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(list(widths), out_channels, extra_blocks=LastLevelMaxPool(), norm_layer=_gn)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        x = self.stem(x)
+        feats = OrderedDict()
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            feats[str(i)] = x
+        return self.fpn(feats)
+
+
+def _cached(weights: Any) -> bool:
+    """Whether torchvision weights are already in the local torch cache (nothing is downloaded)."""
+    import os
+
+    filename = os.path.basename(weights.url)
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+
+
+_SCRATCH_WARNED = False
+
+
+def _resnet_fpn(cfg: DetectorConfig) -> nn.Module:
+    global _SCRATCH_WARNED
+    from torchvision.models import ResNet50_Weights, ResNet101_Weights
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    weights = ResNet50_Weights.IMAGENET1K_V1 if cfg.backbone == "resnet50" else ResNet101_Weights.IMAGENET1K_V1
+    use = weights if _cached(weights) else None
+    if use is None and not _SCRATCH_WARNED:
+        warnings.warn(
+            f"no pretrained {cfg.backbone} weights in the torch cache ({torch.hub.get_dir()}); "
+            "training starts from scratch",
+            stacklevel=3,
+        )
+        _SCRATCH_WARNED = True
+    return resnet_fpn_backbone(
+        backbone_name=cfg.backbone, weights=use, trainable_layers=3 if use else 5,
+        norm_layer=tv.ops.misc.FrozenBatchNorm2d if use else nn.BatchNorm2d,
+    )
+
+
+def build_detector(cfg: DetectorConfig, num_classes: int) -> FasterRCNN:
+    """A torchvision Faster R-CNN for ``num_classes`` object classes (background added)."""
+    if cfg.backbone == "gn-small":
+        backbone = SmallBackboneFPN(cfg.widths, cfg.fpn_channels)
+    elif cfg.backbone in ("resnet50", "resnet101"):
+        backbone = _resnet_fpn(cfg)
+    else:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}")
+    names = ["0", "1", "2", "3"]
+    anchor_gen = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
+    roi_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=cfg.sampling_ratio)
+    box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        rpn_anchor_generator=anchor_gen,
+        rpn_pre_nms_top_n_train=cfg.rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(cfg.representation_size, num_classes + 1),
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+        box_detections_per_img=cfg.box_detections_per_img,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def save_detector(path: Path, model: nn.Module, cfg: DetectorConfig, class_names: list[str], meta: dict) -> None:
+    """Write a detector checkpoint atomically (fp32 weights, config, class names, metadata)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {"config": asdict(cfg), "class_names": list(class_names), "state_dict": state, "meta": meta}
+    atomic_save(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def _config_from_dict(d: dict) -> DetectorConfig:
+    known = {f.name for f in fields(DetectorConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+    return DetectorConfig(**values)
+
+
+@dataclass
+class LoadedDetector:
+    model: FasterRCNN
+    config: DetectorConfig
+    class_names: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+def load_detector(
+    path: Path, device: str | torch.device = "cpu", class_names: list[str] | None = None
+) -> LoadedDetector:
+    """Load a checkpoint safely (``weights_only=True``); checks the class list when one is given."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: detector checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable detector checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or not {"config", "class_names", "state_dict"} <= set(payload):
+        raise CheckpointError(f"{path}: not a bbam-lite detector checkpoint (missing config/class_names/state_dict)")
+    names = list(payload["class_names"])
+    if class_names is not None and list(class_names) != names:
+        raise CheckpointError(
+            f"{path}: detector was trained for {len(names) - 1} classes {names[1:]}, "
+            f"the data has {len(class_names) - 1} classes {list(class_names)[1:]}"
+        )
+    cfg = _config_from_dict(payload["config"])
+    model = build_detector(cfg, len(names) - 1)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.profile} architecture ({first})") from None
+    model.to(device).eval()
+    return LoadedDetector(model, cfg, names, dict(payload.get("meta", {})))

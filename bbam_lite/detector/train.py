@@ -1,0 +1,194 @@
+"""Training a detector on box labels: a plain loop in the style of torchvision's references.
+
+Resumable: every ``checkpoint_every`` iterations the model, optimiser, schedule and iteration are
+written atomically to ``RUN/checkpoint.pt``; a rerun of the same command continues from there. The
+order of images and the flips are functions of (seed, iteration), so a resumed run sees the same
+batches as an uninterrupted one. ``RUN/settings.json`` records what the run was started with, and a
+rerun with other settings is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bbam_lite.data.records import BoxDataset, ImageRecord
+from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
+from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
+from bbam_lite.utils.io import atomic_save, atomic_write_json
+
+
+class RunSettingsError(ValueError):
+    """A run folder made with other settings than the ones asked for."""
+
+
+def check_run_settings(run: Path, settings: dict) -> None:
+    """Write ``RUN/settings.json`` on a fresh run; refuse a run folder made with other settings."""
+    path = run / "settings.json"
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old != json.loads(json.dumps(settings)):
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != json.loads(json.dumps(settings)).get(k))
+            raise RunSettingsError(
+                f"{run}: run folder was made with other settings (differs in {', '.join(diff)}); "
+                "use another --out or delete it"
+            )
+    else:
+        atomic_write_json(path, settings, indent=2)
+
+
+class ImageCache:
+    """Decoded training images kept in memory up to a byte budget (small sets fit entirely)."""
+
+    def __init__(self, budget_bytes: int = 1 << 30) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self.store: dict[int, np.ndarray] = {}
+
+    def get(self, rec: ImageRecord) -> np.ndarray:
+        img = self.store.get(rec.image_id)
+        if img is None:
+            img = rec.load_image()
+            if self.used + img.nbytes <= self.budget:
+                self.store[rec.image_id] = img
+                self.used += img.nbytes
+        return img
+
+
+def batch_indices(n: int, batch_size: int, seed: int, iteration: int) -> np.ndarray:
+    """The dataset indices of one iteration's batch: a fresh permutation per epoch, from the seed."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, step = divmod(iteration, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return np.resize(perm, per_epoch * batch_size)[step * batch_size : (step + 1) * batch_size]
+
+
+def make_batch(
+    dataset: BoxDataset, idx: np.ndarray, cache: ImageCache, seed: int, iteration: int, device: torch.device
+) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    flips = np.random.default_rng([seed, iteration, 7]).random(len(idx)) < 0.5
+    images, targets = [], []
+    for i, flip in zip(idx, flips, strict=True):
+        rec = dataset[int(i)]
+        img = image_tensor(cache.get(rec), device)
+        boxes = torch.as_tensor(rec.boxes, dtype=torch.float32, device=device)
+        if flip:
+            img = img.flip(-1)
+            boxes = torch.stack([rec.width - boxes[:, 2], boxes[:, 1], rec.width - boxes[:, 0], boxes[:, 3]], 1)
+        images.append(img)
+        targets.append({"boxes": boxes, "labels": torch.as_tensor(rec.labels, dtype=torch.int64, device=device)})
+    return images, targets
+
+
+def lr_at(cfg: DetectorConfig, iteration: int) -> float:
+    """Linear warm-up, then cosine decay to 5% of the base rate."""
+    if iteration < cfg.warmup:
+        return cfg.lr * (0.1 + 0.9 * iteration / max(cfg.warmup, 1))
+    t = (iteration - cfg.warmup) / max(cfg.iterations - cfg.warmup, 1)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _optimizer(cfg: DetectorConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: training checkpoint is unreadable ({type(exc).__name__}); delete it to restart the run"
+        ) from None
+
+
+def train_detector(
+    train: BoxDataset,
+    val: BoxDataset,
+    run: Path,
+    cfg: DetectorConfig,
+    device: str = "cpu",
+    seed: int = 0,
+    data_info: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) a detector in ``run``; writes ``detector.pt`` and ``detector_metrics.json``."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    check_run_settings(run, {"config": asdict(cfg), "seed": seed, "class_names": train.class_names,
+                             "data": data_info or {}})
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_detector(cfg, train.num_classes).to(dev)
+    optimizer = _optimizer(cfg, model)
+    start, elapsed = 0, 0.0
+    ckpt_path = run / "checkpoint.pt"
+    log_path = run / "train_log.jsonl"
+    if ckpt_path.exists():
+        ckpt = _load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
+        if progress:
+            print(f"resuming {run} from iteration {start}")
+    log = []
+    if log_path.exists():
+        with open(log_path, encoding="utf-8") as f:
+            log = [e for e in map(json.loads, f) if e["iteration"] <= start]
+
+    cache = ImageCache()
+    model.train()
+    bar = tqdm(total=cfg.iterations, initial=start, desc="train detector", unit="it", disable=not progress)
+    t0 = time.perf_counter() - elapsed
+    running = []
+    for it in range(start, cfg.iterations):
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(cfg, it)
+        images, targets = make_batch(train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev)
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"iteration {it}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        running.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
+        done = it + 1
+        if done % cfg.eval_every == 0 or done == cfg.iterations:
+            n = min(cfg.eval_images, len(val))
+            metrics = evaluate_detector(model, val.subset(range(n)), dev, progress=False)
+            model.train()
+            log.append({"iteration": done, "seconds": round(time.perf_counter() - t0, 1),
+                        "loss": float(np.mean(running[-cfg.eval_every:])), "val_images": n, **metrics})
+            bar.write(f"iteration {done}: box AP50 {metrics['box_ap50']:.3f}, AP {metrics['box_ap']:.3f} "
+                      f"on {n} val images ({log[-1]['seconds'] / 60:.1f} min)")
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
+                       "elapsed": time.perf_counter() - t0}
+            atomic_save(ckpt_path, lambda tmp, p=payload: torch.save(p, tmp))
+            with open(log_path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(e) + "\n" for e in log)
+            log_path.with_suffix(".tmp").replace(log_path)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    metrics = evaluate_detector(model, val, dev, progress=progress)
+    meta = {"iterations": cfg.iterations, "train_seconds": round(seconds, 1), "seed": seed, "device": str(dev),
+            "data": data_info or {}, "val_metrics": metrics}
+    save_detector(run / "detector.pt", model, cfg, train.class_names, meta)
+    result = {**metrics, "val_images": len(val), "train_seconds": round(seconds, 1), "iterations": cfg.iterations,
+              "profile": cfg.profile, "device": str(dev), "log": log}
+    atomic_write_json(run / "detector_metrics.json", result, indent=2)
+    return result
