@@ -389,8 +389,12 @@ def synthesize(out: Path, settings: SynthSettings = SynthSettings(), progress: b
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     stats = {}
-    for split, n in (("train", settings.n_train), ("val", settings.n_val)):
-        stats[split] = write_split(tmp, split, n, settings, progress)
+    try:
+        for split, n in (("train", settings.n_train), ("val", settings.n_val)):
+            stats[split] = write_split(tmp, split, n, settings, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     meta = {
         "generator_version": GENERATOR_VERSION,
         "settings": asdict(settings),

@@ -2,8 +2,8 @@
 
 Resumable: every ``checkpoint_every`` iterations the model, optimiser, schedule and iteration are
 written atomically to ``RUN/checkpoint.pt``; a rerun of the same command continues from there. The
-order of images and the flips are functions of (seed, iteration), so a resumed run sees the same
-batches as an uninterrupted one. ``RUN/settings.json`` records what the run was started with, and a
+order of images, the flips and the RPN/RoI sampling are functions of (seed, iteration), so a
+resumed run sees the same batches as an uninterrupted one and ends with the same weights. ``RUN/settings.json`` records what the run was started with, and a
 rerun with other settings is refused rather than mixed in.
 """
 
@@ -154,6 +154,7 @@ def train_detector(
     for it in range(start, cfg.iterations):
         for g in optimizer.param_groups:
             g["lr"] = lr_at(cfg, it)
+        torch.manual_seed(seed * 1_000_003 + it)  # RPN/RoI sampling: a function of (seed, iteration)
         images, targets = make_batch(train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev)
         losses = model(images, targets)
         loss = sum(losses.values())

@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (set up, then the main job on the embedded default) and
+# `make test` (set up, then the test suite). Both create .venv if it is absent.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= demo-out
+PIP_QUIET := -q --disable-pip-version-check
+
+.PHONY: setup demo test lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (first time: a few minutes)"
+	@$(PY) -m pip install $(PIP_QUIET) -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import bbam_lite, torch, torchvision, pydensecrf, cv2, pycocotools" || (echo "setup failed" && exit 1)
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/bbam-lite demo --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache
