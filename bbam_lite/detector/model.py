@@ -66,7 +66,7 @@ class DetectorConfig:
     box_detections_per_img: int = 50
     sampling_ratio: int = 1
     # training schedule
-    iterations: int = 4000
+    iterations: int = 3000
     batch_size: int = 8
     lr: float = 1.5e-3
     weight_decay: float = 1e-4

@@ -1,0 +1,1 @@
+"""Attribution methods for the detector's heads: BBAM (mask optimisation) and its proposals."""
