@@ -95,6 +95,47 @@ def cmd_eval_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pseudo_labels(args: argparse.Namespace) -> int:
+    from bbam_lite.data.stats import channel_mean
+    from bbam_lite.detector.model import load_detector
+    from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
+    from bbam_lite.weights import default_detector_path
+
+    kind = dataset_kind(args.data, args.dataset)
+    ds = _load(args.data, kind, args.split)
+    profile = args.profile or ("lite" if kind == "synthetic" else "full")
+    bbam = {k: v for k, v in {"iterations": args.iterations, "lam": args.lam}.items() if v is not None}
+    settings = PseudoLabelSettings(method=args.method, boxes=args.boxes, preset=args.preset, profile=profile,
+                                   theta_fg=args.theta_fg, theta_bg=args.theta_bg, crf=not args.no_crf,
+                                   refine=args.refine, mcg_dir=str(args.mcg_dir) if args.mcg_dir else None, bbam=bbam)
+    detector, det_info = None, {}
+    if args.method == "bbam" or args.boxes == "detector":
+        if args.detector is None and kind != "synthetic":
+            raise ValueError(f"--method {args.method} --boxes {args.boxes} on {kind} data needs --detector PATH")
+        path = args.detector or default_detector_path()
+        loaded = load_detector(path, _device(args.device), class_names=ds.class_names)
+        detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
+    mean = channel_mean(ds) if args.method == "bbam" else None
+    q = generate(ds, settings, args.out, detector, mean, args.device, args.limit, args.batch_images, det_info,
+                 progress=not args.quiet)
+    if "miou" in q:
+        print(f"{args.out}: {q['images']} images, {q['objects']} objects; mIoU {q['miou']:.3f} "
+              f"(ignored {q['ignore_fraction']:.1%}), mean instance IoU {q['mean_instance_iou']:.3f}")
+    else:
+        print(f"{args.out}: {q['images']} images, {q['objects']} objects (no ground-truth masks to score against)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bbam_lite.experiments import format_table, run_demo
+
+    summary = run_demo(args.out, args.images, _device(args.device), args.detector, progress=not args.quiet)
+    print(format_table(summary))
+    print(f"{summary['images']} images, {summary['objects']} objects, {summary['seconds'] / 60:.1f} min; "
+          f"wrote {args.out}/summary.json and {args.out}/comparison.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bbam-lite",
@@ -136,6 +177,44 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_eval_detector)
+
+    pl = sub.add_parser("pseudo-labels", help="pseudo labels with BBAM or a box baseline (resumable)",
+                        description="Make pseudo labels for a split. Rerun the same command to resume; writes "
+                                    "OUT/instances.json (COCO, RLE + ignore), OUT/semantic/*.png (255 = ignore) "
+                                    "and, where ground-truth masks exist, OUT/quality.json.")
+    _add_data_args(pl, split="train")
+    pl.add_argument("--method", required=True, choices=["bbam", "grabcut", "box", "box_crf"])
+    pl.add_argument("--out", type=Path, required=True, help="labels folder")
+    pl.add_argument("--detector", type=Path, default=None,
+                    help="detector checkpoint (default for synthetic data: the shipped one); used by bbam and --boxes detector")
+    pl.add_argument("--boxes", choices=["gt", "detector"], default="gt",
+                    help="ground-truth boxes (NoTrain-GT) or the detector's boxes (NoTrain-Det)")
+    pl.add_argument("--preset", choices=["paper", "official"], default="paper",
+                    help="BBAM as in the paper (default) or as in the authors' code")
+    pl.add_argument("--profile", choices=["lite", "full"], default=None,
+                    help="lite: strides and CRF widths scaled to the image size, fewer iterations (default for "
+                         "synthetic data); full: the paper's values")
+    pl.add_argument("--limit", type=int, default=None, help="only the first N images")
+    pl.add_argument("--theta-fg", type=float, default=0.8)
+    pl.add_argument("--theta-bg", type=float, default=0.2)
+    pl.add_argument("--no-crf", action="store_true", help="threshold the BBAM without dense-CRF refinement")
+    pl.add_argument("--refine", choices=["none", "proposals"], default="none",
+                    help="Eq. 4 refinement with mask proposals (MCG files from --mcg-dir, else offline grouping)")
+    pl.add_argument("--mcg-dir", type=Path, default=None, help="folder of precomputed MCG .mat files (one per image)")
+    pl.add_argument("--iterations", type=int, default=None, help="BBAM iterations (override)")
+    pl.add_argument("--lam", type=float, default=None, help="BBAM lambda (override)")
+    pl.add_argument("--batch-images", type=int, default=4, help="images whose objects BBAM optimises together")
+    pl.add_argument("--device", default="cpu")
+    pl.set_defaults(func=cmd_pseudo_labels)
+
+    demo = sub.add_parser("demo", help="the main job: all methods' pseudo labels on the synthetic set, scored",
+                          description="Synthetic data -> shipped detector -> Box, Box + CRF, GrabCut and BBAM pseudo "
+                                      "labels for a training subset -> OUT/summary.json, a table, OUT/comparison.png.")
+    demo.add_argument("--out", type=Path, required=True)
+    demo.add_argument("--images", type=int, default=16, help="training images to label (default 16)")
+    demo.add_argument("--detector", type=Path, default=None, help="detector checkpoint (default: the shipped one)")
+    demo.add_argument("--device", default="cpu")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -149,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pycocotools|torch|torchvision)\b.*")
             return int(args.func(args) or 0)
     except (DataError, CheckpointError, RunSettingsError, FileExistsError, ValueError) as exc:
         print(f"bbam-lite {args.command}: error: {exc}", file=sys.stderr)

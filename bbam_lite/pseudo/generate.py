@@ -41,6 +41,7 @@ from bbam_lite.pseudo.labels import (
     refine_official,
     refine_paper,
 )
+from bbam_lite.pseudo.refine import grouping_proposals, read_mcg, refine_with_proposals
 from bbam_lite.pseudo.writers import annotation, coco_instances, write_coco_json, write_semantic_png
 from bbam_lite.utils.io import atomic_save, atomic_write_json
 
@@ -66,6 +67,8 @@ class PseudoLabelSettings:
     theta_bg: float = 0.2
     crf: bool = True
     detector_score: float = 0.5  # score threshold for --boxes detector
+    refine: str = "none"  # none | proposals (Eq. 4): MCG files from mcg_dir if given, else grouping proposals
+    mcg_dir: str | None = None
     bbam: dict = field(default_factory=dict)  # BBAMConfig overrides
 
     def __post_init__(self) -> None:
@@ -75,6 +78,8 @@ class PseudoLabelSettings:
             raise ValueError(f"--boxes must be gt or detector, got {self.boxes!r}")
         if self.profile not in ("full", "lite"):
             raise ValueError(f"unknown profile {self.profile!r}; choose full or lite")
+        if self.refine not in ("none", "proposals"):
+            raise ValueError(f"--refine must be none or proposals, got {self.refine!r}")
 
     def bbam_config(self) -> BBAMConfig:
         overrides = dict(LITE_BBAM) if self.profile == "lite" else {}
@@ -159,6 +164,7 @@ class PseudoLabeler:
             h, w = im.shape[:2]
             crf = self.s.crf_params(h, w) if self.s.crf else None
             insts, info, maps = [], [], []
+            proposals = self._proposals(r, im) if self.s.refine == "proposals" else None
             for k, (b, c, sc) in enumerate(zip(boxes, labels, scores, strict=True)):
                 res = by_key[(r.image_id, k)]
                 if self.s.preset == "official":
@@ -166,6 +172,9 @@ class PseudoLabeler:
                 else:
                     fg, ign, _ = refine_paper(im, res.bbam, b, crf, self.s.theta_fg, self.s.theta_bg)
                     extra = {}
+                if proposals is not None:
+                    fg, extra["refined"] = self._refine(fg, proposals, b, h, w)
+                    ign &= ~fg
                 obj = {"stride": res.stride, "n_positives": res.n_positives, "iou_threshold": res.iou_threshold,
                        "fallback": res.fallback, "box_loss": res.final_box_loss, "cls_loss": res.final_cls_loss, **extra}
                 insts.append(InstanceLabel(int(c), np.asarray(b, np.float32), fg, ign, float(sc), obj))
@@ -173,6 +182,19 @@ class PseudoLabeler:
                 maps.append(res.bbam)
             out.append((insts, info, {"bbam": np.array(maps, np.float16).reshape(-1, h, w)}))
         return out
+
+    def _proposals(self, rec: ImageRecord, image: np.ndarray) -> np.ndarray:
+        if self.s.mcg_dir:
+            return read_mcg(Path(self.s.mcg_dir) / f"{rec.path.stem}.mat")
+        return grouping_proposals(image)
+
+    def _refine(self, fg: np.ndarray, proposals: np.ndarray, box: np.ndarray, h: int, w: int) -> tuple[np.ndarray, bool]:
+        if self.s.preset == "official":
+            min_side = 32 * (min(h, w) / PAPER_IMAGE_SIDE if self.s.profile == "lite" else 1.0)
+            if min(box[2] - box[0], box[3] - box[1]) < min_side:
+                return fg, False
+            return refine_with_proposals(fg, proposals, 0.95, box, best_inside_box=0.95), True
+        return refine_with_proposals(fg, proposals, 1.0, box), True
 
     def _baseline(self, image, boxes, labels, scores) -> tuple[list[InstanceLabel], list[dict], dict]:
         h, w = image.shape[:2]

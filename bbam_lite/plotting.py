@@ -1,0 +1,62 @@
+"""Figures: overlays of masks on images and the side-by-side comparison of methods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from bbam_lite.data.voc import voc_palette
+
+
+def colourise(class_map: np.ndarray) -> np.ndarray:
+    """VOC palette colours for a class map (255 = ignore, drawn white)."""
+    pal = np.array(voc_palette(), np.uint8).reshape(-1, 3)
+    out = pal[class_map.astype(np.int64) % 256]
+    out[class_map == 255] = 255
+    return out
+
+
+def overlay(image: np.ndarray, class_map: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The image with its class map blended on top (background left as is)."""
+    col = colourise(class_map).astype(np.float32)
+    img = image.astype(np.float32)
+    fg = (class_map > 0)[..., None]
+    return np.where(fg, (1 - alpha) * img + alpha * col, img).astype(np.uint8)
+
+
+def draw_boxes(ax: plt.Axes, boxes: np.ndarray, labels: Sequence[int], class_names: Sequence[str]) -> None:
+    for (x1, y1, x2, y2), c in zip(boxes, labels, strict=True):
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", lw=1.2))
+        ax.text(x1, y1 - 1, class_names[c], color="yellow", fontsize=7, va="bottom",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "lw": 0})
+
+
+def method_grid(rows: list[dict], methods: Sequence[str], class_names: Sequence[str], path: Path | None = None,
+                title: str | None = None) -> plt.Figure:
+    """One row per image: the image with its boxes, the ground truth, then each method's labels.
+
+    Each row is ``{"image", "boxes", "labels", "gt", method: class_map, ...}``.
+    """
+    cols = ["image", "ground truth", *methods]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.1 * len(cols), 2.1 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "image":
+                ax.imshow(row["image"])
+                draw_boxes(ax, row["boxes"], row["labels"], class_names)
+            else:
+                ax.imshow(overlay(row["image"], row["gt"] if name == "ground truth" else row[name]))
+            if r == 0:
+                ax.set_title(name.replace("_", " + ") if name == "box_crf" else name, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
