@@ -54,6 +54,7 @@ def grabcut_box(image: np.ndarray, box: np.ndarray, iterations: int = 5) -> tupl
     ran = True
     try:
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: fix it per box
         cv2.grabCut(np.ascontiguousarray(image[..., :3]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         ran = False

@@ -72,7 +72,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     if kind == "synthetic":
         meta = read_metadata(args.data)
         info.update(generator_version=meta["generator_version"], settings=meta["settings"])
-    result = train_detector(train, val, args.out, cfg, _device(args.device), args.seed, info, progress=not args.quiet)
+    result = train_detector(train, val, args.out, cfg, _device(args.device), args.seed, info,
+                            progress=not args.quiet, init=args.init)
     print(f"{args.out}/detector.pt: box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on "
           f"{result['val_images']} val images; {result['train_seconds'] / 60:.1f} min")
     return 0
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
     tr.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--init", type=Path, default=None,
+                    help="start from this detector checkpoint's weights (e.g. continue a run with a new schedule)")
     tr.set_defaults(func=cmd_train_detector)
 
     ev = sub.add_parser("eval-detector", help="box AP of a detector checkpoint (pycocotools)")

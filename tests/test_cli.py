@@ -57,3 +57,80 @@ def test_eval_refuses_a_detector_for_other_classes(tmp_path, tiny_synth, capsys)
     save_detector(path, build_detector(get_profile("smoke"), 3), get_profile("smoke"), ["background", "a", "b", "c"], {})
     assert main(["--quiet", "eval-detector", "--data", str(tiny_synth), "--detector", str(path)]) == 2
     assert "trained for 3 classes" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def smoke_detector(tmp_path_factory):
+    """A randomly initialised smoke-profile detector for the synthetic classes (BBAM then mostly
+    falls back to the annotated box, which exercises that path too)."""
+    import torch
+
+    from bbam_lite.data.synthetic import CLASSES
+    from bbam_lite.detector.model import build_detector, get_profile, save_detector
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("det") / "smoke.pt"
+    save_detector(path, build_detector(get_profile("smoke"), len(CLASSES)), get_profile("smoke"),
+                  ["background", *CLASSES], {"note": "random init, tests only"})
+    return path
+
+
+def _outputs(folder) -> dict:
+    inst = json.loads((folder / "instances.json").read_text())
+    pngs = {p.name: p.read_bytes() for p in sorted((folder / "semantic").glob("*.png"))}
+    return {"annotations": inst["annotations"], "pngs": pngs}
+
+
+@pytest.mark.parametrize("method", ["box", "box_crf", "grabcut", "bbam"])
+def test_pseudo_labels_command(method, tmp_path, tiny_synth, smoke_detector) -> None:
+    from pycocotools.coco import COCO
+
+    out = tmp_path / "labels"
+    argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", method, "--out", str(out),
+            "--limit", "3", "--detector", str(smoke_detector), "--iterations", "3"]
+    assert main(argv) == 0
+    q = json.loads((out / "quality.json").read_text())
+    assert q["images"] == 3 and 0 <= q["miou"] <= 1 and 0 <= q["mean_instance_iou"] <= 1
+    coco = COCO(str(out / "instances.json"))
+    assert len(coco.getAnnIds()) == q["objects"]
+    assert len(list((out / "semantic").glob("*.png"))) == 3
+    if method == "bbam":
+        assert len(list((out / "bbam").glob("*.npz"))) == 3
+    # same command again: nothing to do, same outputs; other settings: refused
+    before = _outputs(out)
+    assert main(argv) == 0 and _outputs(out) == before
+    assert main([*argv[:-2], "--iterations", "4"]) == 2 or method != "bbam"
+
+
+def test_interrupted_pseudo_labels_resume_to_the_same_outputs(tmp_path, tiny_synth, monkeypatch) -> None:
+    import bbam_lite.pseudo.generate as gen
+
+    argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "grabcut", "--limit", "4"]
+    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    real = gen._save_image_result
+    calls = {"n": 0}
+
+    def dies_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gen, "_save_image_result", dies_on_third)
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    assert len(list((tmp_path / "cut" / "images").glob("*.npz"))) == 2
+    assert not (tmp_path / "cut" / "instances.json").exists()
+    monkeypatch.setattr(gen, "_save_image_result", real)
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
+    assert _outputs(tmp_path / "cut") == _outputs(tmp_path / "full")
+
+
+def test_demo_smoke(tmp_path, smoke_detector, capsys) -> None:
+    assert main(["--quiet", "demo", "--out", str(tmp_path / "demo"), "--images", "2", "--detector",
+                 str(smoke_detector)]) == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"box", "box_crf", "grabcut", "bbam"}
+    for row in summary["methods"].values():
+        assert 0 <= row["miou"] <= 1 and 0 <= row["mean_instance_iou"] <= 1
+    assert (tmp_path / "demo" / "comparison.png").stat().st_size > 10_000
+    assert "bbam" in capsys.readouterr().out

@@ -121,15 +121,24 @@ def train_detector(
     seed: int = 0,
     data_info: dict | None = None,
     progress: bool = True,
+    init: Path | None = None,
 ) -> dict:
-    """Train (or resume) a detector in ``run``; writes ``detector.pt`` and ``detector_metrics.json``."""
+    """Train (or resume) a detector in ``run``; writes ``detector.pt`` and ``detector_metrics.json``.
+
+    ``init``: start from the weights of a detector checkpoint (same architecture and classes), for
+    example to continue a CPU run on a GPU with a fresh schedule.
+    """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     check_run_settings(run, {"config": asdict(cfg), "seed": seed, "class_names": train.class_names,
-                             "data": data_info or {}})
+                             "data": data_info or {}, "init": str(init) if init else None})
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = build_detector(cfg, train.num_classes).to(dev)
+    if init is not None:
+        from bbam_lite.detector.model import load_detector
+
+        model.load_state_dict(load_detector(init, class_names=train.class_names).model.state_dict())
     optimizer = _optimizer(cfg, model)
     start, elapsed = 0, 0.0
     ckpt_path = run / "checkpoint.pt"
