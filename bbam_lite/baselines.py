@@ -14,12 +14,15 @@ BOX_CRF_PRIOR = 0.6
 
 def box_instances(boxes: np.ndarray, labels: np.ndarray, height: int, width: int) -> list[InstanceLabel]:
     """Box: every pixel of the box is foreground."""
-    return [InstanceLabel(int(c), b.copy(), box_region(b, height, width), np.zeros((height, width), bool))
-            for b, c in zip(boxes, labels, strict=True)]
+    return [
+        InstanceLabel(int(c), b.copy(), box_region(b, height, width), np.zeros((height, width), bool))
+        for b, c in zip(boxes, labels, strict=True)
+    ]
 
 
-def box_crf_instances(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, crf: CRFParams,
-                      prior: float = BOX_CRF_PRIOR) -> list[InstanceLabel]:
+def box_crf_instances(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, crf: CRFParams, prior: float = BOX_CRF_PRIOR
+) -> list[InstanceLabel]:
     """Box + CRF: the same dense CRF as BBAM's refinement, on a uniform prior inside the box;
     foreground where the refined marginal exceeds 0.5, restricted to the box."""
     h, w = image.shape[:2]
@@ -31,7 +34,9 @@ def box_crf_instances(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, 
     return out
 
 
-def grabcut_init_mask(box: np.ndarray, height: int, width: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def grabcut_init_mask(
+    box: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Algorithm 1's initial mask: 0 outside the box, 2 (probable background) on the box, 3
     (probable foreground) on its inner 10%-90%, 1 (foreground) on its inner 25%-75%."""
     x = int(np.floor(box[0]))
@@ -55,7 +60,9 @@ def grabcut_box(image: np.ndarray, box: np.ndarray, iterations: int = 5) -> tupl
     try:
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: fix it per box
-        cv2.grabCut(np.ascontiguousarray(image[..., :3]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(
+            np.ascontiguousarray(image[..., :3]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK
+        )
     except cv2.error:
         ran = False
     fg = np.where((mask == cv2.GC_PR_BGD) | (mask == cv2.GC_BGD), 0, 1).astype(bool)

@@ -15,9 +15,19 @@ EXIT_BAD_INPUT = 2
 
 
 def _add_data_args(p: argparse.ArgumentParser, split: str | None = None) -> None:
-    p.add_argument("--data", type=Path, required=True, help="dataset root (synthetic folder, VOC2012 folder or COCO root)")
-    p.add_argument("--dataset", choices=["auto", "synthetic", "voc", "coco"], default="auto",
-                   help="dataset kind; auto: synthetic if DATA/dataset.json exists, voc if DATA/Annotations exists, else coco")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset root (synthetic folder, VOC2012 folder or COCO root)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["auto", "synthetic", "voc", "coco"],
+        default="auto",
+        help="dataset kind; auto: synthetic if DATA/dataset.json exists, voc if DATA/Annotations "
+        "exists, else coco",
+    )
     if split:
         p.add_argument("--split", default=split, help=f"split to use (default: {split})")
 
@@ -49,10 +59,15 @@ def _load(root: Path, kind: str, split: str):
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from bbam_lite.data.synthetic import SynthSettings, parse_difficulty, synthesize
 
-    settings = SynthSettings(args.n_train, args.n_val, args.seed, args.size, parse_difficulty(args.difficulty))
+    settings = SynthSettings(
+        args.n_train, args.n_val, args.seed, args.size, parse_difficulty(args.difficulty)
+    )
     out = synthesize(args.out, settings, progress=not args.quiet)
     meta = json.loads((out / "dataset.json").read_text())
-    print(f"wrote {out}: {meta['splits']}, difficulty {settings.difficulty}, {settings.size} px, seed {settings.seed}")
+    print(
+        f"wrote {out}: {meta['splits']}, difficulty {settings.difficulty}, {settings.size} px, "
+        f"seed {settings.seed}"
+    )
     return 0
 
 
@@ -68,14 +83,30 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     kind = dataset_kind(args.data, args.dataset)
     train = _load(args.data, kind, args.train_split)
     val = _load(args.data, kind, args.val_split)
-    info = {"kind": kind, "root": str(args.data.resolve()), "train_split": args.train_split, "val_split": args.val_split}
+    info = {
+        "kind": kind,
+        "root": str(args.data.resolve()),
+        "train_split": args.train_split,
+        "val_split": args.val_split,
+    }
     if kind == "synthetic":
         meta = read_metadata(args.data)
         info.update(generator_version=meta["generator_version"], settings=meta["settings"])
-    result = train_detector(train, val, args.out, cfg, _device(args.device), args.seed, info,
-                            progress=not args.quiet, init=args.init)
-    print(f"{args.out}/detector.pt: box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on "
-          f"{result['val_images']} val images; {result['train_seconds'] / 60:.1f} min")
+    result = train_detector(
+        train,
+        val,
+        args.out,
+        cfg,
+        _device(args.device),
+        args.seed,
+        info,
+        progress=not args.quiet,
+        init=args.init,
+    )
+    print(
+        f"{args.out}/detector.pt: box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on "
+        f"{result['val_images']} val images; {result['train_seconds'] / 60:.1f} min"
+    )
     return 0
 
 
@@ -106,24 +137,50 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     ds = _load(args.data, kind, args.split)
     profile = args.profile or ("lite" if kind == "synthetic" else "full")
     bbam = {k: v for k, v in {"iterations": args.iterations, "lam": args.lam}.items() if v is not None}
-    settings = PseudoLabelSettings(method=args.method, boxes=args.boxes, preset=args.preset, profile=profile,
-                                   theta_fg=args.theta_fg, theta_bg=args.theta_bg, crf=not args.no_crf,
-                                   refine=args.refine, mcg_dir=str(args.mcg_dir) if args.mcg_dir else None, bbam=bbam)
+    settings = PseudoLabelSettings(
+        method=args.method,
+        boxes=args.boxes,
+        preset=args.preset,
+        profile=profile,
+        theta_fg=args.theta_fg,
+        theta_bg=args.theta_bg,
+        crf=not args.no_crf,
+        refine=args.refine,
+        mcg_dir=str(args.mcg_dir) if args.mcg_dir else None,
+        bbam=bbam,
+    )
     detector, det_info = None, {}
     if args.method == "bbam" or args.boxes == "detector":
         if args.detector is None and kind != "synthetic":
-            raise ValueError(f"--method {args.method} --boxes {args.boxes} on {kind} data needs --detector PATH")
+            raise ValueError(
+                f"--method {args.method} --boxes {args.boxes} on {kind} data needs --detector PATH"
+            )
         path = args.detector or default_detector_path()
         loaded = load_detector(path, _device(args.device), class_names=ds.class_names)
         detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
     mean = channel_mean(ds) if args.method == "bbam" else None
-    q = generate(ds, settings, args.out, detector, mean, args.device, args.limit, args.batch_images, det_info,
-                 progress=not args.quiet)
+    q = generate(
+        ds,
+        settings,
+        args.out,
+        detector,
+        mean,
+        args.device,
+        args.limit,
+        args.batch_images,
+        det_info,
+        progress=not args.quiet,
+    )
     if "miou" in q:
-        print(f"{args.out}: {q['images']} images, {q['objects']} objects; mIoU {q['miou']:.3f} "
-              f"(ignored {q['ignore_fraction']:.1%}), mean instance IoU {q['mean_instance_iou']:.3f}")
+        print(
+            f"{args.out}: {q['images']} images, {q['objects']} objects; mIoU {q['miou']:.3f} "
+            f"(ignored {q['ignore_fraction']:.1%}), mean instance IoU {q['mean_instance_iou']:.3f}"
+        )
     else:
-        print(f"{args.out}: {q['images']} images, {q['objects']} objects (no ground-truth masks to score against)")
+        print(
+            f"{args.out}: {q['images']} images, {q['objects']} objects "
+            "(no ground-truth masks to score against)"
+        )
     return 0
 
 
@@ -132,15 +189,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(args.out, args.images, _device(args.device), args.detector, progress=not args.quiet)
     print(format_table(summary))
-    print(f"{summary['images']} images, {summary['objects']} objects, {summary['seconds'] / 60:.1f} min; "
-          f"wrote {args.out}/summary.json and {args.out}/comparison.png")
+    print(
+        f"{summary['images']} images, {summary['objects']} objects, {summary['seconds'] / 60:.1f} min; "
+        f"wrote {args.out}/summary.json and {args.out}/comparison.png"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bbam-lite",
-        description="BBAM (Lee et al., CVPR 2021) and the Box2Seg GrabCut baselines: data, detector, pseudo labels.",
+        description="BBAM (Lee et al., CVPR 2021) and the Box2Seg GrabCut baselines: data, detector, "
+        "pseudo labels.",
         epilog="Run 'bbam-lite COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -148,74 +208,124 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="datasets: generate the synthetic set")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    synth = data_sub.add_parser("synth", help="write a synthetic dataset (COCO JSON + JPEG + VOC-style PNGs)",
-                                description="Write a synthetic dataset; the defaults give the embedded default set.")
+    synth = data_sub.add_parser(
+        "synth",
+        help="write a synthetic dataset (COCO JSON + JPEG + VOC-style PNGs)",
+        description="Write a synthetic dataset; the defaults give the embedded default set.",
+    )
     synth.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     synth.add_argument("--n-train", type=int, default=800, help="training images (default 800)")
     synth.add_argument("--n-val", type=int, default=200, help="validation images (default 200)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--size", type=int, default=160, help="image side in pixels (default 160)")
-    synth.add_argument("--difficulty", default="medium",
-                       help="easy | medium | hard or a number in [0, 1] (default medium = 0.5)")
+    synth.add_argument(
+        "--difficulty",
+        default="medium",
+        help="easy | medium | hard or a number in [0, 1] (default medium = 0.5)",
+    )
     synth.set_defaults(func=cmd_data_synth)
 
-    tr = sub.add_parser("train-detector", help="train a Faster R-CNN on box labels (resumable)",
-                        description="Train a Faster R-CNN on the boxes of a dataset. Rerun the same command to "
-                                    "resume an interrupted run from its last checkpoint.")
+    tr = sub.add_parser(
+        "train-detector",
+        help="train a Faster R-CNN on box labels (resumable)",
+        description="Train a Faster R-CNN on the boxes of a dataset. Rerun the same command to "
+        "resume an interrupted run from its last checkpoint.",
+    )
     _add_data_args(tr)
     tr.add_argument("--train-split", default="train")
     tr.add_argument("--val-split", default="val")
-    tr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, detector.pt, detector_metrics.json)")
+    tr.add_argument(
+        "--out", type=Path, required=True, help="run folder (checkpoints, detector.pt, detector_metrics.json)"
+    )
     tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper | paper-r50")
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
     tr.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--init", type=Path, default=None,
-                    help="start from this detector checkpoint's weights (e.g. continue a run with a new schedule)")
+    tr.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this detector checkpoint's weights (e.g. continue a run with a new schedule)",
+    )
     tr.set_defaults(func=cmd_train_detector)
 
     ev = sub.add_parser("eval-detector", help="box AP of a detector checkpoint (pycocotools)")
     _add_data_args(ev, split="val")
-    ev.add_argument("--detector", type=Path, default=None, help="checkpoint (default: the shipped synthetic detector)")
+    ev.add_argument(
+        "--detector", type=Path, default=None, help="checkpoint (default: the shipped synthetic detector)"
+    )
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_eval_detector)
 
-    pl = sub.add_parser("pseudo-labels", help="pseudo labels with BBAM or a box baseline (resumable)",
-                        description="Make pseudo labels for a split. Rerun the same command to resume; writes "
-                                    "OUT/instances.json (COCO, RLE + ignore), OUT/semantic/*.png (255 = ignore) "
-                                    "and, where ground-truth masks exist, OUT/quality.json.")
+    pl = sub.add_parser(
+        "pseudo-labels",
+        help="pseudo labels with BBAM or a box baseline (resumable)",
+        description="Make pseudo labels for a split. Rerun the same command to resume; writes "
+        "OUT/instances.json (COCO, RLE + ignore), OUT/semantic/*.png (255 = ignore) "
+        "and, where ground-truth masks exist, OUT/quality.json.",
+    )
     _add_data_args(pl, split="train")
     pl.add_argument("--method", required=True, choices=["bbam", "grabcut", "box", "box_crf"])
     pl.add_argument("--out", type=Path, required=True, help="labels folder")
-    pl.add_argument("--detector", type=Path, default=None,
-                    help="detector checkpoint (default for synthetic data: the shipped one); used by bbam and --boxes detector")
-    pl.add_argument("--boxes", choices=["gt", "detector"], default="gt",
-                    help="ground-truth boxes (NoTrain-GT) or the detector's boxes (NoTrain-Det)")
-    pl.add_argument("--preset", choices=["paper", "official"], default="paper",
-                    help="BBAM as in the paper (default) or as in the authors' code")
-    pl.add_argument("--profile", choices=["lite", "full"], default=None,
-                    help="lite: strides and CRF widths scaled to the image size, fewer iterations (default for "
-                         "synthetic data); full: the paper's values")
+    pl.add_argument(
+        "--detector",
+        type=Path,
+        default=None,
+        help="detector checkpoint (default for synthetic data: the shipped one); used by bbam and "
+        "--boxes detector",
+    )
+    pl.add_argument(
+        "--boxes",
+        choices=["gt", "detector"],
+        default="gt",
+        help="ground-truth boxes (NoTrain-GT) or the detector's boxes (NoTrain-Det)",
+    )
+    pl.add_argument(
+        "--preset",
+        choices=["paper", "official"],
+        default="paper",
+        help="BBAM as in the paper (default) or as in the authors' code",
+    )
+    pl.add_argument(
+        "--profile",
+        choices=["lite", "full"],
+        default=None,
+        help="lite: strides and CRF widths scaled to the image size, fewer iterations (default for "
+        "synthetic data); full: the paper's values",
+    )
     pl.add_argument("--limit", type=int, default=None, help="only the first N images")
     pl.add_argument("--theta-fg", type=float, default=0.8)
     pl.add_argument("--theta-bg", type=float, default=0.2)
     pl.add_argument("--no-crf", action="store_true", help="threshold the BBAM without dense-CRF refinement")
-    pl.add_argument("--refine", choices=["none", "proposals"], default="none",
-                    help="Eq. 4 refinement with mask proposals (MCG files from --mcg-dir, else offline grouping)")
-    pl.add_argument("--mcg-dir", type=Path, default=None, help="folder of precomputed MCG .mat files (one per image)")
+    pl.add_argument(
+        "--refine",
+        choices=["none", "proposals"],
+        default="none",
+        help="Eq. 4 refinement with mask proposals (MCG files from --mcg-dir, else offline grouping)",
+    )
+    pl.add_argument(
+        "--mcg-dir", type=Path, default=None, help="folder of precomputed MCG .mat files (one per image)"
+    )
     pl.add_argument("--iterations", type=int, default=None, help="BBAM iterations (override)")
     pl.add_argument("--lam", type=float, default=None, help="BBAM lambda (override)")
-    pl.add_argument("--batch-images", type=int, default=4, help="images whose objects BBAM optimises together")
+    pl.add_argument(
+        "--batch-images", type=int, default=4, help="images whose objects BBAM optimises together"
+    )
     pl.add_argument("--device", default="cpu")
     pl.set_defaults(func=cmd_pseudo_labels)
 
-    demo = sub.add_parser("demo", help="the main job: all methods' pseudo labels on the synthetic set, scored",
-                          description="Synthetic data -> shipped detector -> Box, Box + CRF, GrabCut and BBAM pseudo "
-                                      "labels for a training subset -> OUT/summary.json, a table, OUT/comparison.png.")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: all methods' pseudo labels on the synthetic set, scored",
+        description="Synthetic data -> shipped detector -> Box, Box + CRF, GrabCut and BBAM pseudo "
+        "labels for a training subset -> OUT/summary.json, a table, OUT/comparison.png.",
+    )
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--images", type=int, default=16, help="training images to label (default 16)")
-    demo.add_argument("--detector", type=Path, default=None, help="detector checkpoint (default: the shipped one)")
+    demo.add_argument(
+        "--detector", type=Path, default=None, help="detector checkpoint (default: the shipped one)"
+    )
     demo.add_argument("--device", default="cpu")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -231,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pycocotools|torch|torchvision)\b.*")
+            warnings.filterwarnings(
+                "ignore", category=DeprecationWarning, module=r"(pycocotools|torch|torchvision)\b.*"
+            )
             return int(args.func(args) or 0)
     except (DataError, CheckpointError, RunSettingsError, FileExistsError, ValueError) as exc:
         print(f"bbam-lite {args.command}: error: {exc}", file=sys.stderr)

@@ -49,8 +49,17 @@ def compare_methods(
     results = {}
     for method in methods:
         s = PseudoLabelSettings(method=method, profile=profile, **settings_overrides)
-        q = generate(dataset, s, out / method, detector=detector.model, mean=mean, device=device, limit=limit,
-                     provenance={"detector": detector.meta.get("data", {})}, progress=progress)
+        q = generate(
+            dataset,
+            s,
+            out / method,
+            detector=detector.model,
+            mean=mean,
+            device=device,
+            limit=limit,
+            provenance={"detector": detector.meta.get("data", {})},
+            progress=progress,
+        )
         results[method] = q
     return results
 
@@ -69,8 +78,13 @@ def comparison_rows(dataset: BoxDataset, labels_root: Path, methods: tuple[str, 
     return rows
 
 
-def run_demo(out: Path, n_images: int = 16, device: str = "cpu", detector_path: Path | None = None,
-             progress: bool = True) -> dict:
+def run_demo(
+    out: Path,
+    n_images: int = 16,
+    device: str = "cpu",
+    detector_path: Path | None = None,
+    progress: bool = True,
+) -> dict:
     """The main job: synthetic data -> shipped detector -> Box, Box + CRF, GrabCut and BBAM pseudo
     labels for the first ``n_images`` training images -> summary.json, a table and a figure."""
     from bbam_lite.plotting import method_grid
@@ -85,9 +99,15 @@ def run_demo(out: Path, n_images: int = 16, device: str = "cpu", detector_path: 
     qualities = compare_methods(train, detector, out / "labels", METHODS, "lite", None, device, progress)
     seconds = time.perf_counter() - t0
     summary = {
-        "methods": {m: {"miou": q["miou"], "mean_instance_iou": q["mean_instance_iou"],
-                        "ignore_fraction": q["ignore_fraction"], "miou_ignore_as_background": q["miou_ignore_as_background"]}
-                    for m, q in qualities.items()},
+        "methods": {
+            m: {
+                "miou": q["miou"],
+                "mean_instance_iou": q["mean_instance_iou"],
+                "ignore_fraction": q["ignore_fraction"],
+                "miou_ignore_as_background": q["miou_ignore_as_background"],
+            }
+            for m, q in qualities.items()
+        },
         "seconds": round(seconds, 1),
         "images": len(train),
         "objects": qualities["bbam"]["objects"],
@@ -97,8 +117,13 @@ def run_demo(out: Path, n_images: int = 16, device: str = "cpu", detector_path: 
         "date": date.today().isoformat(),
     }
     atomic_write_json(out / "summary.json", summary, indent=2)
-    fig = method_grid(comparison_rows(train, out / "labels", METHODS, 4), METHODS, train.class_names,
-                      out / "comparison.png", title="Pseudo labels on the synthetic set (shipped detector)")
+    fig = method_grid(
+        comparison_rows(train, out / "labels", METHODS, 4),
+        METHODS,
+        train.class_names,
+        out / "comparison.png",
+        title="Pseudo labels on the synthetic set (shipped detector)",
+    )
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -108,7 +133,9 @@ def run_demo(out: Path, n_images: int = 16, device: str = "cpu", detector_path: 
 def format_table(summary: dict) -> str:
     lines = [f"{'method':<10} {'mIoU':>7} {'inst. IoU':>10} {'ignored':>8}"]
     for m, r in summary["methods"].items():
-        lines.append(f"{m:<10} {r['miou']:>7.3f} {r['mean_instance_iou']:>10.3f} {r['ignore_fraction']:>8.3f}")
+        lines.append(
+            f"{m:<10} {r['miou']:>7.3f} {r['mean_instance_iou']:>10.3f} {r['ignore_fraction']:>8.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -120,7 +147,7 @@ def load_summary(path: Path) -> dict:
 def bbam_object_study(
     dataset: BoxDataset,
     detector: torch.nn.Module,
-    configs: dict[str, "BBAMConfig"],  # noqa: F821
+    configs: dict[str, BBAMConfig],  # noqa: F821
     n_images: int = 8,
     device: str = "cpu",
     batch_size: int = 8,
@@ -147,13 +174,23 @@ def bbam_object_study(
         for res in explain(detector, tasks, cfg, mean, batch_size=batch_size):
             gt, box = truth[res.key]
             inside = box_region(box, *gt.shape)
-            rows.append({
-                "setting": name, "image_id": res.key[0], "object": res.key[1],
-                "area_ratio": float(inside.mean()), "stride": res.stride, "cells": int(res.mask.size),
-                "n_positives": res.n_positives, "fallback": res.fallback,
-                "mean_in_box": float(res.bbam[inside].mean()), "mean_outside": float(res.bbam[~inside].mean()),
-                "max": float(res.bbam.max()), "collapsed": bool(res.bbam.max() < 0.5),
-                "iou_at_0.5": mask_iou(res.bbam > 0.5, gt), "box_loss": res.final_box_loss,
-                "cls_loss": res.final_cls_loss,
-            })
+            rows.append(
+                {
+                    "setting": name,
+                    "image_id": res.key[0],
+                    "object": res.key[1],
+                    "area_ratio": float(inside.mean()),
+                    "stride": res.stride,
+                    "cells": int(res.mask.size),
+                    "n_positives": res.n_positives,
+                    "fallback": res.fallback,
+                    "mean_in_box": float(res.bbam[inside].mean()),
+                    "mean_outside": float(res.bbam[~inside].mean()),
+                    "max": float(res.bbam.max()),
+                    "collapsed": bool(res.bbam.max() < 0.5),
+                    "iou_at_0.5": mask_iou(res.bbam > 0.5, gt),
+                    "box_loss": res.final_box_loss,
+                    "cls_loss": res.final_cls_loss,
+                }
+            )
     return rows

@@ -52,8 +52,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def best_match_ious(gt_masks: np.ndarray, gt_labels: np.ndarray, pred_masks: list[np.ndarray],
-                    pred_labels: list[int]) -> list[float]:
+def best_match_ious(
+    gt_masks: np.ndarray, gt_labels: np.ndarray, pred_masks: list[np.ndarray], pred_labels: list[int]
+) -> list[float]:
     """For each ground-truth instance, the IoU of the best predicted mask of the same class (0 if none)."""
     out = []
     for g, c in zip(gt_masks, gt_labels, strict=True):

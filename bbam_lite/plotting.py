@@ -30,12 +30,24 @@ def overlay(image: np.ndarray, class_map: np.ndarray, alpha: float = 0.55) -> np
 def draw_boxes(ax: plt.Axes, boxes: np.ndarray, labels: Sequence[int], class_names: Sequence[str]) -> None:
     for (x1, y1, x2, y2), c in zip(boxes, labels, strict=True):
         ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", lw=1.2))
-        ax.text(x1, y1 - 1, class_names[c], color="yellow", fontsize=7, va="bottom",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "lw": 0})
+        ax.text(
+            x1,
+            y1 - 1,
+            class_names[c],
+            color="yellow",
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "lw": 0},
+        )
 
 
-def method_grid(rows: list[dict], methods: Sequence[str], class_names: Sequence[str], path: Path | None = None,
-                title: str | None = None) -> plt.Figure:
+def method_grid(
+    rows: list[dict],
+    methods: Sequence[str],
+    class_names: Sequence[str],
+    path: Path | None = None,
+    title: str | None = None,
+) -> plt.Figure:
     """One row per image: the image with its boxes, the ground truth, then each method's labels.
 
     Each row is ``{"image", "boxes", "labels", "gt", method: class_map, ...}``.

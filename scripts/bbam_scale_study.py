@@ -12,7 +12,6 @@ several checkpoints). Writes per-object rows and a summary per (detector, settin
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import date
 from pathlib import Path
@@ -35,12 +34,16 @@ def settings(iterations: int) -> dict:
         "paper-px, init boxes": get_preset("paper", init="boxes", **common),
         "scaled, init ones": get_preset("paper", stride_reference_side=375.0, **common),
         "scaled, init boxes": get_preset("paper", stride_reference_side=375.0, init="boxes", **common),
-        "scaled, init ones, lambda 0.001": get_preset("paper", stride_reference_side=375.0, lam=0.001, **common),
+        "scaled, init ones, lambda 0.001": get_preset(
+            "paper", stride_reference_side=375.0, lam=0.001, **common
+        ),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="val")
     parser.add_argument("--detector", type=Path, nargs="+", required=True)
@@ -59,20 +62,38 @@ def main() -> None:
             rows.append({"detector": str(path), "detector_ap50": ap50, **r})
         for name in settings(args.iterations):
             sel = [r for r in rows if r["detector"] == str(path) and r["setting"] == name]
-            summary.append({
-                "detector": path.name, "detector_ap50": ap50, "setting": name, "objects": len(sel),
-                "mean_cells": float(np.mean([r["cells"] for r in sel])),
-                "collapsed": float(np.mean([r["collapsed"] for r in sel])),
-                "mean_in_box": float(np.mean([r["mean_in_box"] for r in sel])),
-                "iou_at_0.5": float(np.mean([r["iou_at_0.5"] for r in sel])),
-                "fallbacks": int(sum(bool(r["fallback"]) for r in sel)),
-            })
+            summary.append(
+                {
+                    "detector": path.name,
+                    "detector_ap50": ap50,
+                    "setting": name,
+                    "objects": len(sel),
+                    "mean_cells": float(np.mean([r["cells"] for r in sel])),
+                    "collapsed": float(np.mean([r["collapsed"] for r in sel])),
+                    "mean_in_box": float(np.mean([r["mean_in_box"] for r in sel])),
+                    "iou_at_0.5": float(np.mean([r["iou_at_0.5"] for r in sel])),
+                    "fallbacks": int(sum(bool(r["fallback"]) for r in sel)),
+                }
+            )
             s = summary[-1]
-            print(f"{path.name:>28} | {name:<32} | cells {s['mean_cells']:6.1f} | collapsed {s['collapsed']:.2f} | "
-                  f"in-box {s['mean_in_box']:.2f} | IoU {s['iou_at_0.5']:.3f} | fallbacks {s['fallbacks']}")
-    atomic_write_json(args.out, {"summary": summary, "rows": rows, "hardware": hardware(),
-                                 "date": date.today().isoformat(), "seconds": round(time.perf_counter() - t0, 1),
-                                 "images": args.images, "iterations": args.iterations}, indent=2)
+            print(
+                f"{path.name:>28} | {name:<32} | cells {s['mean_cells']:6.1f} | "
+                f"collapsed {s['collapsed']:.2f} | "
+                f"in-box {s['mean_in_box']:.2f} | IoU {s['iou_at_0.5']:.3f} | fallbacks {s['fallbacks']}"
+            )
+    atomic_write_json(
+        args.out,
+        {
+            "summary": summary,
+            "rows": rows,
+            "hardware": hardware(),
+            "date": date.today().isoformat(),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "images": args.images,
+            "iterations": args.iterations,
+        },
+        indent=2,
+    )
 
 
 if __name__ == "__main__":

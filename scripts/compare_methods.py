@@ -12,7 +12,6 @@ shipped detector for BBAM, and the mIoU and mean instance IoU are collected. Res
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import date
 from pathlib import Path
@@ -28,7 +27,9 @@ from bbam_lite.weights import default_detector_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--difficulties", nargs="+", default=["easy", "medium", "hard"])
@@ -43,17 +44,30 @@ def main() -> None:
     for diff in args.difficulties:
         d = parse_difficulty(diff)
         for seed in args.seeds:
-            root = ensure_synthetic(args.out / f"d{d}-s{seed}" / "data", SynthSettings(n_train=args.images, n_val=0,
-                                                                                       seed=seed, difficulty=d),
-                                    progress=False)
+            root = ensure_synthetic(
+                args.out / f"d{d}-s{seed}" / "data",
+                SynthSettings(n_train=args.images, n_val=0, seed=seed, difficulty=d),
+                progress=False,
+            )
             train = read_synthetic(root, "train")
             det = load_detector(args.detector or default_detector_path(), class_names=train.class_names)
-            q = compare_methods(train, det, args.out / f"d{d}-s{seed}" / "labels", METHODS, "lite",
-                                progress=not args.quiet)
+            q = compare_methods(
+                train, det, args.out / f"d{d}-s{seed}" / "labels", METHODS, "lite", progress=not args.quiet
+            )
             for m in METHODS:
-                rows.append({"difficulty": diff, "d": d, "seed": seed, "method": m, "miou": q[m]["miou"],
-                             "mean_instance_iou": q[m]["mean_instance_iou"], "ignore_fraction": q[m]["ignore_fraction"],
-                             "objects": q[m]["objects"], "fallbacks": q[m]["fallbacks"]})
+                rows.append(
+                    {
+                        "difficulty": diff,
+                        "d": d,
+                        "seed": seed,
+                        "method": m,
+                        "miou": q[m]["miou"],
+                        "mean_instance_iou": q[m]["mean_instance_iou"],
+                        "ignore_fraction": q[m]["ignore_fraction"],
+                        "objects": q[m]["objects"],
+                        "fallbacks": q[m]["fallbacks"],
+                    }
+                )
     table = ["| difficulty | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
     for diff in args.difficulties:
         cells = []
@@ -62,8 +76,15 @@ def main() -> None:
             cells.append(f"{np.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
         table.append(f"| {diff} | " + " | ".join(cells) + " |")
     print("\n".join(table))
-    result = {"rows": rows, "table_markdown": "\n".join(table), "images_per_run": args.images, "seeds": args.seeds,
-              "hardware": hardware(), "date": date.today().isoformat(), "seconds": round(time.perf_counter() - t0, 1)}
+    result = {
+        "rows": rows,
+        "table_markdown": "\n".join(table),
+        "images_per_run": args.images,
+        "seeds": args.seeds,
+        "hardware": hardware(),
+        "date": date.today().isoformat(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     if args.json:
         atomic_write_json(args.json, result, indent=2)
 

@@ -26,22 +26,30 @@ from bbam_lite.weights import DEFAULT_DETECTOR
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run", type=Path, help="run folder of bbam-lite train-detector")
     parser.add_argument("--command", required=True, help="the exact command that trained it")
     parser.add_argument("--commit", default=None, help="git commit the run was trained at")
     args = parser.parse_args()
 
     payload = torch.load(args.run / "detector.pt", map_location="cpu", weights_only=True)
-    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    payload["state_dict"] = {
+        k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+    }
     atomic_save(DEFAULT_DETECTOR, lambda tmp: torch.save(payload, tmp))
 
     metrics = json.loads((args.run / "detector_metrics.json").read_text())
     data = payload["meta"]["data"]
     val = read_synthetic(Path(data["root"]), "val")
     shipped = evaluate_detector(load_detector(DEFAULT_DETECTOR).model, val, progress=False)
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                           text=True).stdout.strip()
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     card = {
         "command": args.command,
         "seed": payload["meta"]["seed"],

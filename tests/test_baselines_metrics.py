@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from bbam_lite.baselines import box_crf_instances, box_instances, grabcut_box, grabcut_init_mask, grabcut_instances
+from bbam_lite.baselines import (
+    box_crf_instances,
+    box_instances,
+    grabcut_box,
+    grabcut_init_mask,
+    grabcut_instances,
+)
 from bbam_lite.metrics import ConfusionMatrix, best_match_ious, mask_iou
 from bbam_lite.pseudo.crf import CRFParams
 

@@ -100,16 +100,24 @@ def detector():
 def test_no_positive_gives_a_reported_fallback(detector) -> None:
     img = torch.rand(3, 64, 64)
     with frozen(detector):
-        pos = select_positives(detector, img, torch.tensor([5.0, 5.0, 40.0, 40.0]), 1, 20, 0.3, thresholds=(1.01,))
-    assert pos.fallback and len(pos.proposals) == 1 and torch.equal(pos.proposals[0], torch.tensor([5.0, 5, 40, 40]))
+        pos = select_positives(
+            detector, img, torch.tensor([5.0, 5.0, 40.0, 40.0]), 1, 20, 0.3, thresholds=(1.01,)
+        )
+    assert (
+        pos.fallback
+        and len(pos.proposals) == 1
+        and torch.equal(pos.proposals[0], torch.tensor([5.0, 5, 40, 40]))
+    )
 
 
 def _tasks() -> list[ObjectTask]:
     g = torch.Generator().manual_seed(1)
     imgs = [torch.rand(3, 64, 64, generator=g) for _ in range(2)]
-    return [ObjectTask(imgs[0], torch.tensor([8.0, 8.0, 40.0, 44.0]), 1, key=(1, 0)),
-            ObjectTask(imgs[0], torch.tensor([30.0, 20.0, 60.0, 60.0]), 2, key=(1, 1)),
-            ObjectTask(imgs[1], torch.tensor([4.0, 10.0, 50.0, 30.0]), 3, key=(2, 0))]
+    return [
+        ObjectTask(imgs[0], torch.tensor([8.0, 8.0, 40.0, 44.0]), 1, key=(1, 0)),
+        ObjectTask(imgs[0], torch.tensor([30.0, 20.0, 60.0, 60.0]), 2, key=(1, 1)),
+        ObjectTask(imgs[1], torch.tensor([4.0, 10.0, 50.0, 30.0]), 3, key=(2, 0)),
+    ]
 
 
 def test_batched_equals_one_by_one(detector) -> None:
@@ -126,12 +134,20 @@ def test_batched_equals_one_by_one(detector) -> None:
 
 def test_optimisation_records_and_moves_the_mask(detector) -> None:
     cfg = BBAMConfig(iterations=5, n_jitter=8, iou_thresholds=(-1.0,), use_cls=False, lam=0.5)
-    res = optimise(detector, _tasks()[:1], cfg, torch.full((3,), 0.5), record=("losses", "snapshots", "proposals"),
-                   snapshot_every=2)[0]
+    res = optimise(
+        detector,
+        _tasks()[:1],
+        cfg,
+        torch.full((3,), 0.5),
+        record=("losses", "snapshots", "proposals"),
+        snapshot_every=2,
+    )[0]
     assert len(res.history["box"]) == 6 and len(res.history["cls"]) == 6  # both heads recorded, one optimised
     assert [it for it, _ in res.history["snapshots"]] == [0, 2, 4]
     assert res.history["l1"][-1] < res.history["l1"][0]  # a strong L1 shrinks the mask
-    assert res.history["proposals"]["final_probs"].shape == (res.n_positives or 1,)  # fallback: the box itself
+    assert res.history["proposals"]["final_probs"].shape == (
+        res.n_positives or 1,
+    )  # fallback: the box itself
     assert 0 <= res.bbam.min() and res.bbam.max() <= 1 and res.bbam.shape == (64, 64)
     gh = math.ceil(64 / res.stride)
     assert res.mask.shape == (gh, gh)

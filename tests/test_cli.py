@@ -12,25 +12,75 @@ from bbam_lite.cli import main
 
 
 def test_help_lists_the_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "bbam_lite", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bbam_lite", "--help"], capture_output=True, text=True, check=True
+    )
     for cmd in ("data", "train-detector", "eval-detector", "demo"):
         assert cmd in out.stdout
 
 
 def test_synth_train_eval_round_trip(tmp_path, capsys) -> None:
     data = tmp_path / "data"
-    assert main(["--quiet", "data", "synth", "--out", str(data), "--n-train", "4", "--n-val", "2",
-                 "--size", "96", "--seed", "1", "--difficulty", "hard"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "data",
+                "synth",
+                "--out",
+                str(data),
+                "--n-train",
+                "4",
+                "--n-val",
+                "2",
+                "--size",
+                "96",
+                "--seed",
+                "1",
+                "--difficulty",
+                "hard",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((data / "dataset.json").read_text())
     assert meta["settings"]["difficulty"] == 0.8 and meta["splits"]["train"]["images"] == 4
     run = tmp_path / "run"
-    assert main(["--quiet", "train-detector", "--data", str(data), "--out", str(run), "--profile", "smoke",
-                 "--iterations", "2"]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "train-detector",
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                "--profile",
+                "smoke",
+                "--iterations",
+                "2",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((run / "detector_metrics.json").read_text())
     assert {"box_ap50", "box_ap", "train_seconds"} <= set(metrics)
     out_json = tmp_path / "eval.json"
-    assert main(["--quiet", "eval-detector", "--data", str(data), "--detector", str(run / "detector.pt"),
-                 "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "eval-detector",
+                "--data",
+                str(data),
+                "--detector",
+                str(run / "detector.pt"),
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out_json.read_text())["images"] == 2
 
 
@@ -39,7 +89,10 @@ def test_synth_train_eval_round_trip(tmp_path, capsys) -> None:
     [
         (["train-detector", "--data", "/nonexistent/root", "--out", "x"], "does not exist"),
         (["data", "synth", "--out", "{tmp}/d", "--difficulty", "extreme"], "difficulty"),
-        (["train-detector", "--data", "{synth}", "--out", "{tmp}/r", "--profile", "huge"], "unknown detector profile"),
+        (
+            ["train-detector", "--data", "{synth}", "--out", "{tmp}/r", "--profile", "huge"],
+            "unknown detector profile",
+        ),
         (["eval-detector", "--data", "{synth}", "--detector", "{tmp}/missing.pt"], "not found"),
     ],
 )
@@ -54,7 +107,9 @@ def test_eval_refuses_a_detector_for_other_classes(tmp_path, tiny_synth, capsys)
     from bbam_lite.detector.model import build_detector, get_profile, save_detector
 
     path = tmp_path / "det3.pt"
-    save_detector(path, build_detector(get_profile("smoke"), 3), get_profile("smoke"), ["background", "a", "b", "c"], {})
+    save_detector(
+        path, build_detector(get_profile("smoke"), 3), get_profile("smoke"), ["background", "a", "b", "c"], {}
+    )
     assert main(["--quiet", "eval-detector", "--data", str(tiny_synth), "--detector", str(path)]) == 2
     assert "trained for 3 classes" in capsys.readouterr().err
 
@@ -70,8 +125,13 @@ def smoke_detector(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("det") / "smoke.pt"
-    save_detector(path, build_detector(get_profile("smoke"), len(CLASSES)), get_profile("smoke"),
-                  ["background", *CLASSES], {"note": "random init, tests only"})
+    save_detector(
+        path,
+        build_detector(get_profile("smoke"), len(CLASSES)),
+        get_profile("smoke"),
+        ["background", *CLASSES],
+        {"note": "random init, tests only"},
+    )
     return path
 
 
@@ -86,8 +146,22 @@ def test_pseudo_labels_command(method, tmp_path, tiny_synth, smoke_detector) -> 
     from pycocotools.coco import COCO
 
     out = tmp_path / "labels"
-    argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", method, "--out", str(out),
-            "--limit", "3", "--detector", str(smoke_detector), "--iterations", "3"]
+    argv = [
+        "--quiet",
+        "pseudo-labels",
+        "--data",
+        str(tiny_synth),
+        "--method",
+        method,
+        "--out",
+        str(out),
+        "--limit",
+        "3",
+        "--detector",
+        str(smoke_detector),
+        "--iterations",
+        "3",
+    ]
     assert main(argv) == 0
     q = json.loads((out / "quality.json").read_text())
     assert q["images"] == 3 and 0 <= q["miou"] <= 1 and 0 <= q["mean_instance_iou"] <= 1
@@ -126,8 +200,21 @@ def test_interrupted_pseudo_labels_resume_to_the_same_outputs(tmp_path, tiny_syn
 
 
 def test_demo_smoke(tmp_path, smoke_detector, capsys) -> None:
-    assert main(["--quiet", "demo", "--out", str(tmp_path / "demo"), "--images", "2", "--detector",
-                 str(smoke_detector)]) == 0
+    assert (
+        main(
+            [
+                "--quiet",
+                "demo",
+                "--out",
+                str(tmp_path / "demo"),
+                "--images",
+                "2",
+                "--detector",
+                str(smoke_detector),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert set(summary["methods"]) == {"box", "box_crf", "grabcut", "bbam"}
     for row in summary["methods"].values():

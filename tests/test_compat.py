@@ -53,7 +53,9 @@ def test_nms_matches_brute_force(seed: int, thr: float) -> None:
 
 
 def test_nms_all_tied_scores_keep_input_order() -> None:
-    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 11, 11]], dtype=torch.float32)
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 11, 11]], dtype=torch.float32
+    )
     scores = torch.ones(4)
     assert tv.ops.nms(boxes, scores, 0.5).tolist() == [0, 2]
 
@@ -69,9 +71,9 @@ def test_nms_empty_and_batched() -> None:
 def test_fallback_only_when_compiled_ops_fail() -> None:
     # torchvision's own loader tells whether its compiled library loaded; the fallback is used iff not.
     assert compat.USING_FALLBACK_NMS == (not tv.extension._has_ops())
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("torchvision::nms", "CompositeExplicitAutograd") == (
-        compat.USING_FALLBACK_NMS
-    )
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(
+        "torchvision::nms", "CompositeExplicitAutograd"
+    ) == (compat.USING_FALLBACK_NMS)
 
 
 def test_package_imports_torchvision_only_through_compat() -> None:
@@ -87,5 +89,5 @@ def test_package_imports_torchvision_only_through_compat() -> None:
         for m in re.finditer(r"^(import torchvision|from torchvision)", text, re.M):
             before = text[: m.start()]
             if "import_torchvision()" not in before:
-                offenders.append(f"{path.name}: {text[m.start():].splitlines()[0]}")
+                offenders.append(f"{path.name}: {text[m.start() :].splitlines()[0]}")
     assert not offenders, offenders

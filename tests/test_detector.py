@@ -10,7 +10,13 @@ import torch
 from bbam_lite.data import load_dataset
 from bbam_lite.detector.evaluate import coco_box_ap, image_tensor
 from bbam_lite.detector.heads import frozen, roi_head_outputs
-from bbam_lite.detector.model import CheckpointError, build_detector, get_profile, load_detector, save_detector
+from bbam_lite.detector.model import (
+    CheckpointError,
+    build_detector,
+    get_profile,
+    load_detector,
+    save_detector,
+)
 from bbam_lite.detector.train import RunSettingsError, batch_indices, train_detector
 
 
@@ -22,7 +28,10 @@ def smoke_model():
 
 
 def _proposals() -> list[torch.Tensor]:
-    return [torch.tensor([[10.0, 12.0, 60.0, 70.0], [5.0, 5.0, 30.0, 40.0]]), torch.tensor([[20.0, 20.0, 90.0, 80.0]])]
+    return [
+        torch.tensor([[10.0, 12.0, 60.0, 70.0], [5.0, 5.0, 30.0, 40.0]]),
+        torch.tensor([[20.0, 20.0, 90.0, 80.0]]),
+    ]
 
 
 def test_head_outputs_reach_pixels_without_weight_gradients(smoke_model) -> None:
@@ -74,7 +83,7 @@ def test_checkpoint_round_trip_and_bad_checkpoints(smoke_model, tmp_path) -> Non
     with pytest.raises(CheckpointError, match="trained for 6 classes"):
         load_detector(path, class_names=["background", "x", "y"])
     broken = tmp_path / "broken.pt"
-    broken.write_bytes(path.read_bytes()[: 2000])
+    broken.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="not a readable detector checkpoint"):
         load_detector(broken)
     with pytest.raises(CheckpointError, match="not found"):
@@ -127,8 +136,16 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_synth, tmp_path, 
 
 def test_box_ap_is_one_for_perfect_detections_and_zero_for_none(tiny_synth) -> None:
     val = load_dataset("synthetic", tiny_synth, "val")
-    perfect = [{"image_id": r.image_id, "category_id": int(c), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                "score": 1.0} for r in val for b, c in zip(r.boxes.tolist(), r.labels, strict=True)]
+    perfect = [
+        {
+            "image_id": r.image_id,
+            "category_id": int(c),
+            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            "score": 1.0,
+        }
+        for r in val
+        for b, c in zip(r.boxes.tolist(), r.labels, strict=True)
+    ]
     assert coco_box_ap(val, perfect)["box_ap50"] == pytest.approx(1.0)
     wrong_class = [{**d, "category_id": d["category_id"] % 6 + 1} for d in perfect]
     assert coco_box_ap(val, wrong_class)["box_ap50"] == pytest.approx(0.0)

@@ -82,7 +82,9 @@ def test_refine_official_quantiles_make_nested_masks() -> None:
 
 def _inst(label: int, box, fg, ign=None) -> InstanceLabel:
     fg = np.asarray(fg, bool)
-    return InstanceLabel(label, np.asarray(box, np.float32), fg, np.zeros_like(fg) if ign is None else np.asarray(ign, bool))
+    return InstanceLabel(
+        label, np.asarray(box, np.float32), fg, np.zeros_like(fg) if ign is None else np.asarray(ign, bool)
+    )
 
 
 def test_semantic_conversion_ignores_multi_class_pixels_and_bands() -> None:
@@ -93,7 +95,9 @@ def test_semantic_conversion_ignores_multi_class_pixels_and_bands() -> None:
     band = np.zeros((4, 4), bool)
     band[3, 0] = True
     sem = instances_to_semantic([_inst(1, [0, 0, 3, 2], a, band), _inst(2, [2, 1, 4, 3], b)], 4, 4)
-    assert sem[0, 0] == 1 and sem[2, 3] == 2 and sem[1, 2] == IGNORE and sem[3, 0] == IGNORE and sem[3, 3] == 0
+    assert (
+        sem[0, 0] == 1 and sem[2, 3] == 2 and sem[1, 2] == IGNORE and sem[3, 0] == IGNORE and sem[3, 3] == 0
+    )
     same = instances_to_semantic([_inst(1, [0, 0, 3, 2], a), _inst(1, [2, 1, 4, 3], b)], 4, 4)
     assert same[1, 2] == 1  # two instances of one class do not conflict
 
@@ -164,12 +168,18 @@ def test_writers_round_trip_through_pycocotools(tmp_path) -> None:
     fg = rng.random((12, 9)) > 0.6
     ign = (rng.random((12, 9)) > 0.8) & ~fg
     ann = annotation(1, 7, 3, fg, ign, 0.9, np.array([0, 0, 9, 12]))
-    write_coco_json(tmp_path / "inst.json", coco_instances(
-        [{"id": 7, "file_name": "a.jpg", "width": 9, "height": 12}], [ann], ["background", "a", "b", "c"]))
+    write_coco_json(
+        tmp_path / "inst.json",
+        coco_instances(
+            [{"id": 7, "file_name": "a.jpg", "width": 9, "height": 12}], [ann], ["background", "a", "b", "c"]
+        ),
+    )
     coco = COCO(str(tmp_path / "inst.json"))
     loaded = coco.loadAnns(coco.getAnnIds(imgIds=[7]))[0]
     assert (coco.annToMask(loaded).astype(bool) == fg).all()
-    assert (decode_rle(json.loads((tmp_path / "inst.json").read_text())["annotations"][0]["ignore"]) == ign).all()
+    assert (
+        decode_rle(json.loads((tmp_path / "inst.json").read_text())["annotations"][0]["ignore"]) == ign
+    ).all()
     sem = rng.integers(0, 4, (12, 9)).astype(np.uint8)
     sem[0, 0] = 255
     write_semantic_png(tmp_path / "s.png", sem)

@@ -23,7 +23,9 @@ def test_shipped_detector_is_small_and_records_its_provenance() -> None:
     data = det.meta["data"]
     assert data["generator_version"] == GENERATOR_VERSION, "generator changed: retrain the shipped detector"
     default = asdict(SynthSettings())
-    assert {k: data["settings"][k] for k in ("size", "difficulty")} == {k: default[k] for k in ("size", "difficulty")}
+    assert {k: data["settings"][k] for k in ("size", "difficulty")} == {
+        k: default[k] for k in ("size", "difficulty")
+    }
     card = json.loads(DEFAULT_DETECTOR.with_suffix(".json").read_text())
     assert {"command", "seed", "hardware", "train_seconds", "box_ap50", "box_ap"} <= set(card)
 

@@ -23,8 +23,11 @@ from bbam_lite.data.synthetic import (
 
 
 def _digest(root) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path) -> None:
@@ -32,7 +35,9 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path) -> None:
     a = _digest(synthesize(tmp_path / "a", s, progress=False))
     b = _digest(synthesize(tmp_path / "b", s, progress=False))
     assert a == b
-    c = _digest(synthesize(tmp_path / "c", SynthSettings(n_train=3, n_val=2, seed=12, size=80), progress=False))
+    c = _digest(
+        synthesize(tmp_path / "c", SynthSettings(n_train=3, n_val=2, seed=12, size=80), progress=False)
+    )
     assert a["images/train/000000.jpg"] != c["images/train/000000.jpg"]
 
 
@@ -63,8 +68,12 @@ def test_written_dataset_reads_back_through_coco_reader(tiny_synth) -> None:
         masks = rec.load_masks()
         image = rec.load_image()
         assert image.shape == (96, 96, 3)
-        cls_png = np.asarray(Image.open(tiny_synth / "SegmentationClass" / "train" / rec.path.with_suffix(".png").name))
-        obj_png = np.asarray(Image.open(tiny_synth / "SegmentationObject" / "train" / rec.path.with_suffix(".png").name))
+        cls_png = np.asarray(
+            Image.open(tiny_synth / "SegmentationClass" / "train" / rec.path.with_suffix(".png").name)
+        )
+        obj_png = np.asarray(
+            Image.open(tiny_synth / "SegmentationObject" / "train" / rec.path.with_suffix(".png").name)
+        )
         for k, (mask, box, label) in enumerate(zip(masks, rec.boxes, rec.labels, strict=True)):
             ys, xs = np.nonzero(mask)
             # the box is the tight box of the visible mask

@@ -40,7 +40,9 @@ class BBAMConfig:
     iterations: int = 300
     use_box: bool = True  # 1_box
     use_cls: bool = True  # 1_cls
-    stride: float | None = None  # fixed stride (Fig. 7b ablation); None: adaptive s(a) = base + gain * sqrt(a)
+    stride: float | None = (
+        None  # fixed stride (Fig. 7b ablation); None: adaptive s(a) = base + gain * sqrt(a)
+    )
     stride_base: float = 16.0
     stride_gain: float = 48.0
     # Strides are in pixels of the paper's VOC images (shorter side about 375 px, which the detector
@@ -69,7 +71,11 @@ class BBAMConfig:
 
     def stride_for(self, area_ratio: float, height: int, width: int) -> float:
         """The stride in image pixels for an object covering ``area_ratio`` of the image."""
-        s = self.stride if self.stride is not None else adaptive_stride(area_ratio, self.stride_base, self.stride_gain)
+        s = (
+            self.stride
+            if self.stride is not None
+            else adaptive_stride(area_ratio, self.stride_base, self.stride_gain)
+        )
         if self.stride_reference_side:
             s = s * min(height, width) / self.stride_reference_side
         return max(float(s), 1.0)
@@ -78,8 +84,15 @@ class BBAMConfig:
 PRESETS: dict[str, BBAMConfig] = {
     "paper": BBAMConfig(),
     "official": BBAMConfig(
-        preset="official", n_jitter=1000, iou_thresholds=(0.9, 0.85, 0.8), min_positives=100, max_positives=100,
-        init="boxes", tv_diagonal=True, box_loss="half-mean", cls_loss="target-half",
+        preset="official",
+        n_jitter=1000,
+        iou_thresholds=(0.9, 0.85, 0.8),
+        min_positives=100,
+        max_positives=100,
+        init="boxes",
+        tv_diagonal=True,
+        box_loss="half-mean",
+        cls_loss="target-half",
     ),
 }
 
@@ -97,7 +110,9 @@ def adaptive_stride(area_ratio: float, base: float = 16.0, gain: float = 48.0) -
 
 def tv_norm(mask: torch.Tensor, beta: float, diagonal: bool = False) -> torch.Tensor:
     """sum |dM|^beta over vertical and horizontal neighbour differences (and diagonals if asked)."""
-    tv = (mask[1:, :] - mask[:-1, :]).abs().pow(beta).sum() + (mask[:, 1:] - mask[:, :-1]).abs().pow(beta).sum()
+    tv = (mask[1:, :] - mask[:-1, :]).abs().pow(beta).sum() + (mask[:, 1:] - mask[:, :-1]).abs().pow(
+        beta
+    ).sum()
     if diagonal:
         tv = tv + (mask[1:, 1:] - mask[:-1, :-1]).abs().pow(beta).sum()
         tv = tv + (mask[1:, :-1] - mask[:-1, 1:]).abs().pow(beta).sum()
@@ -114,8 +129,9 @@ def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.interpolate(mask[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
 
 
-def head_losses(cfg: BBAMConfig, out_deltas: torch.Tensor, out_probs: torch.Tensor, pos: Positives, label: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def head_losses(
+    cfg: BBAMConfig, out_deltas: torch.Tensor, out_probs: torch.Tensor, pos: Positives, label: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-head perturbation losses of one object, averaged over its positives (Eq. 3)."""
     d = (out_deltas - pos.target_deltas).abs()
     box = d.sum(-1).mean() if cfg.box_loss == "sum" else d.mean(-1).mean() / 2
@@ -172,13 +188,28 @@ def task_generator(seed: int, key: Any) -> torch.Generator:
 @torch.no_grad()
 def prepare(model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig) -> Positives:
     """Jittered proposals and the positives of Eq. 3 for one object (detector in eval mode)."""
-    return select_positives(model, task.image, task.box, task.label, cfg.n_jitter, cfg.jitter, cfg.iou_thresholds,
-                            cfg.min_positives, cfg.max_positives, task_generator(cfg.seed, task.key))
+    return select_positives(
+        model,
+        task.image,
+        task.box,
+        task.label,
+        cfg.n_jitter,
+        cfg.jitter,
+        cfg.iou_thresholds,
+        cfg.min_positives,
+        cfg.max_positives,
+        task_generator(cfg.seed, task.key),
+    )
 
 
 @torch.no_grad()
-def _batched_targets(model: torch.nn.Module, images: torch.Tensor, tasks: Sequence[ObjectTask],
-                     positives: Sequence[Positives], counts: list[int]) -> list[Positives]:
+def _batched_targets(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    tasks: Sequence[ObjectTask],
+    positives: Sequence[Positives],
+    counts: list[int],
+) -> list[Positives]:
     """t^c and p^c recomputed on the clean images in the same batch as the optimisation.
 
     The L1 losses have a kink at zero residual: computed in a batch of another size, the clean
@@ -215,14 +246,14 @@ def optimise(
     sizes = {tuple(t.image.shape[-2:]) for t in tasks}
     if len(sizes) != 1:
         raise ValueError(f"optimise() takes images of one size per call, got {sorted(sizes)}")
-    (h, w), = sizes
+    ((h, w),) = sizes
     device = tasks[0].image.device
     mean = mean.to(device)
     with frozen(model):
         if positives is None:
             positives = [prepare(model, t, cfg) for t in tasks]
         strides, masks = [], []
-        for task, pos in zip(tasks, positives, strict=True):
+        for pos in positives:
             pb = pos.pred_boxes.mean(0)
             area = float((pb[2] - pb[0]).clamp(min=0) * (pb[3] - pb[1]).clamp(min=0)) / (h * w)
             s = cfg.stride_for(area, h, w)
@@ -233,7 +264,9 @@ def optimise(
         images = torch.stack([t.image for t in tasks])
         counts = [len(p.proposals) for p in positives]
         positives = _batched_targets(model, images, tasks, positives, counts)
-        hist: list[dict[str, list]] = [{"box": [], "cls": [], "l1": [], "tv": [], "snapshots": []} for _ in tasks]
+        hist: list[dict[str, list]] = [
+            {"box": [], "cls": [], "l1": [], "tv": [], "snapshots": []} for _ in tasks
+        ]
         last = [(0.0, 0.0)] * len(tasks)
         for it in range(cfg.iterations + 1):
             ups = torch.stack([upsample(m, h, w) for m in masks])
@@ -283,19 +316,32 @@ def optimise(
                     "final_boxes": out.boxes[sl, task.label].detach().cpu().numpy(),
                 }
             start += counts[j]
-            results.append(ObjectResult(
-                key=task.key,
-                mask=m.detach().cpu().numpy().astype(np.float32),
-                bbam=upsample(m.detach(), h, w).clamp(0, 1).cpu().numpy().astype(np.float32),
-                stride=strides[j], n_positives=0 if pos.fallback else len(pos.proposals),
-                n_candidates=pos.n_candidates, iou_threshold=pos.iou_threshold, fallback=pos.fallback,
-                final_box_loss=last[j][0], final_cls_loss=last[j][1], history=history,
-            ))
+            results.append(
+                ObjectResult(
+                    key=task.key,
+                    mask=m.detach().cpu().numpy().astype(np.float32),
+                    bbam=upsample(m.detach(), h, w).clamp(0, 1).cpu().numpy().astype(np.float32),
+                    stride=strides[j],
+                    n_positives=0 if pos.fallback else len(pos.proposals),
+                    n_candidates=pos.n_candidates,
+                    iou_threshold=pos.iou_threshold,
+                    fallback=pos.fallback,
+                    final_box_loss=last[j][0],
+                    final_cls_loss=last[j][1],
+                    history=history,
+                )
+            )
     return results
 
 
-def explain(model: torch.nn.Module, tasks: Sequence[ObjectTask], cfg: BBAMConfig, mean: torch.Tensor,
-            batch_size: int = 8, **kwargs: Any) -> list[ObjectResult]:
+def explain(
+    model: torch.nn.Module,
+    tasks: Sequence[ObjectTask],
+    cfg: BBAMConfig,
+    mean: torch.Tensor,
+    batch_size: int = 8,
+    **kwargs: Any,
+) -> list[ObjectResult]:
     """BBAMs of any number of objects: grouped by image size, ``batch_size`` objects at a time."""
     order = sorted(range(len(tasks)), key=lambda i: tuple(tasks[i].image.shape[-2:]))
     results: list[ObjectResult | None] = [None] * len(tasks)
@@ -303,12 +349,17 @@ def explain(model: torch.nn.Module, tasks: Sequence[ObjectTask], cfg: BBAMConfig
     while i < len(order):
         size = tuple(tasks[order[i]].image.shape[-2:])
         group = [order[i]]
-        while len(group) < batch_size and i + len(group) < len(order) and \
-                tuple(tasks[order[i + len(group)]].image.shape[-2:]) == size:
+        while (
+            len(group) < batch_size
+            and i + len(group) < len(order)
+            and tuple(tasks[order[i + len(group)]].image.shape[-2:]) == size
+        ):
             group.append(order[i + len(group)])
         with frozen(model):
             pos = [prepare(model, tasks[k], cfg) for k in group]
-        for k, r in zip(group, optimise(model, [tasks[k] for k in group], cfg, mean, pos, **kwargs), strict=True):
+        for k, r in zip(
+            group, optimise(model, [tasks[k] for k in group], cfg, mean, pos, **kwargs), strict=True
+        ):
             results[k] = r
         i += len(group)
     return [r for r in results if r is not None]

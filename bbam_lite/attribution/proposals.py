@@ -13,8 +13,14 @@ import_torchvision()
 from torchvision.ops import box_iou  # noqa: E402
 
 
-def jitter_boxes(box: torch.Tensor, n: int, amount: float, height: int, width: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def jitter_boxes(
+    box: torch.Tensor,
+    n: int,
+    amount: float,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``n`` copies of ``box`` (x1, y1, x2, y2), each coordinate moved by up to ``amount`` of the
     box's width (x) or height (y), clipped to the image and kept at least one pixel wide."""
     x1, y1, x2, y2 = box.tolist()
@@ -85,6 +91,15 @@ def select_positives(
         idx = idx[:max_positives]
     if len(idx) == 0:
         own = roi_head_outputs(model, image[None], [box[None].to(image)])
-        return Positives(box[None].to(image), own.deltas[:, label], own.probs, own.boxes[:, label], float("nan"),
-                         n_jitter, fallback="no-positive-proposal:annotated-box-used")
-    return Positives(props[idx], out.deltas[idx, label], out.probs[idx], out.boxes[idx, label], used, n_jitter)
+        return Positives(
+            box[None].to(image),
+            own.deltas[:, label],
+            own.probs,
+            own.boxes[:, label],
+            float("nan"),
+            n_jitter,
+            fallback="no-positive-proposal:annotated-box-used",
+        )
+    return Positives(
+        props[idx], out.deltas[idx, label], out.probs[idx], out.boxes[idx, label], used, n_jitter
+    )

@@ -34,7 +34,9 @@ def load_dataset(kind: str, root: Path, split: str = "train", image_list: Path |
         official = root / "annotations" / f"instances_{split}2017.json"
         if official.exists():
             return read_coco(official, root / f"{split}2017", name=f"coco-{split}")
-        return read_coco(root / "annotations" / f"{split}.json", root / "images" / split, name=f"coco-{split}")
+        return read_coco(
+            root / "annotations" / f"{split}.json", root / "images" / split, name=f"coco-{split}"
+        )
     raise ValueError(f"unknown dataset kind {kind!r}; choose one of {DATASETS}")
 
 

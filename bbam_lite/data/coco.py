@@ -39,7 +39,9 @@ def load_coco_json(ann_file: Path) -> dict:
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
     ):
-        raise DataError(f"{ann_file}: not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
+        raise DataError(
+            f"{ann_file}: not a COCO instances file (needs lists 'images', 'annotations', 'categories')"
+        )
     return data
 
 
@@ -92,7 +94,9 @@ def read_coco(ann_file: Path, image_dir: Path, name: str | None = None) -> BoxDa
     by_image: dict[int, list[dict]] = {img["id"]: [] for img in data["images"]}
     for ann in data["annotations"]:
         if ann.get("image_id") not in by_image:
-            raise DataError(f"{ann_file}: annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')}")
+            raise DataError(
+                f"{ann_file}: annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')}"
+            )
         if ann.get("category_id") not in cat_to_label:
             raise DataError(
                 f"{ann_file}: annotation {ann.get('id')} has category id {ann.get('category_id')}, "
@@ -140,7 +144,9 @@ def coco_ground_truth(dataset: BoxDataset, use_masks: bool = False):
 
     images, anns = [], []
     for rec in dataset:
-        images.append({"id": rec.image_id, "width": rec.width, "height": rec.height, "file_name": rec.path.name})
+        images.append(
+            {"id": rec.image_id, "width": rec.width, "height": rec.height, "file_name": rec.path.name}
+        )
         masks = rec.load_masks() if use_masks else None
         for k, (box, label) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
             x1, y1, x2, y2 = (float(v) for v in box)

@@ -73,7 +73,9 @@ def parse_difficulty(value: str | float) -> float:
     try:
         d = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"difficulty must be easy, medium, hard or a number in [0, 1], got {value!r}") from None
+        raise ValueError(
+            f"difficulty must be easy, medium, hard or a number in [0, 1], got {value!r}"
+        ) from None
     if not 0.0 <= d <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], got {d}")
     return d
@@ -116,44 +118,73 @@ def _person(j) -> list[list[np.ndarray]]:
 def _car(j) -> list[list[np.ndarray]]:
     half = 1.5 * j()
     body = [_rect(-half, -0.15, half, 0.45)]
-    cabin = [np.array([[-half * 0.55, -0.15], [-half * 0.35, -0.65], [half * 0.35, -0.65], [half * 0.6, -0.15]])]
+    cabin = [
+        np.array([[-half * 0.55, -0.15], [-half * 0.35, -0.65], [half * 0.35, -0.65], [half * 0.6, -0.15]])
+    ]
     wheels = [_ellipse(-half * 0.6, 0.45, 0.3, 0.3), _ellipse(half * 0.6, 0.45, 0.3, 0.3)]
     return [body + [], cabin, wheels]
 
 
 def _plane(j) -> list[list[np.ndarray]]:
     half = 1.6 * j()
-    fuselage = [_ellipse(0, 0, half, 0.2 * j()), np.array([[-half * 0.95, 0], [-half * 0.8, -0.7], [-half * 0.6, -0.7], [-half * 0.5, 0]])]
+    fuselage = [
+        _ellipse(0, 0, half, 0.2 * j()),
+        np.array([[-half * 0.95, 0], [-half * 0.8, -0.7], [-half * 0.6, -0.7], [-half * 0.5, 0]]),
+    ]
     sweep = 0.35 * j(0.6)
-    wings = [np.array([[0.25, -0.05], [-0.1 - sweep, -0.95], [-0.35 - sweep, -0.95], [-0.3, -0.05]]),
-             np.array([[0.25, 0.05], [-0.1 - sweep, 0.95], [-0.35 - sweep, 0.95], [-0.3, 0.05]])]
+    wings = [
+        np.array([[0.25, -0.05], [-0.1 - sweep, -0.95], [-0.35 - sweep, -0.95], [-0.3, -0.05]]),
+        np.array([[0.25, 0.05], [-0.1 - sweep, 0.95], [-0.35 - sweep, 0.95], [-0.3, 0.05]]),
+    ]
     return [fuselage, wings]
 
 
 def _house(j) -> list[list[np.ndarray]]:
     w = 0.8 * j()
     walls = [_rect(-w, -0.2, w, 1.0)]
-    roof = [np.array([[-w - 0.2, -0.15], [0.0, -1.0 * j(0.7)], [w + 0.2, -0.15]]), _rect(w * 0.45, -0.85, w * 0.7, -0.4)]
+    roof = [
+        np.array([[-w - 0.2, -0.15], [0.0, -1.0 * j(0.7)], [w + 0.2, -0.15]]),
+        _rect(w * 0.45, -0.85, w * 0.7, -0.4),
+    ]
     door = [_rect(-0.18, 0.45, 0.18, 1.0), _rect(w * 0.35, 0.05, w * 0.75, 0.35)]
     return [walls, roof, door]
 
 
 def _tree(j) -> list[list[np.ndarray]]:
     r = 0.5 * j()
-    crown = [_ellipse(0, -0.5, r + 0.1, r), _ellipse(-r * 0.7, -0.2, r * 0.8, r * 0.7), _ellipse(r * 0.7, -0.2, r * 0.8, r * 0.7)]
+    crown = [
+        _ellipse(0, -0.5, r + 0.1, r),
+        _ellipse(-r * 0.7, -0.2, r * 0.8, r * 0.7),
+        _ellipse(r * 0.7, -0.2, r * 0.8, r * 0.7),
+    ]
     trunk = [_rect(-0.13, 0.0, 0.13, 1.0)]
     return [crown, trunk]
 
 
 def _bottle(j) -> list[list[np.ndarray]]:
     w = 0.38 * j()
-    body = [np.array([[-w, 1.0], [-w, -0.2], [-0.13, -0.55], [-0.13, -0.85], [0.13, -0.85], [0.13, -0.55], [w, -0.2], [w, 1.0]])]
+    body = [
+        np.array(
+            [
+                [-w, 1.0],
+                [-w, -0.2],
+                [-0.13, -0.55],
+                [-0.13, -0.85],
+                [0.13, -0.85],
+                [0.13, -0.55],
+                [w, -0.2],
+                [w, 1.0],
+            ]
+        )
+    ]
     label = [_rect(-w, 0.1, w, 0.6)]
     cap = [_rect(-0.16, -1.0, 0.16, -0.82)]
     return [body, label, cap]
 
 
 SHAPES = {"person": _person, "car": _car, "plane": _plane, "house": _house, "tree": _tree, "bottle": _bottle}
+
+
 # Part vocabulary for distractors: single pieces that look like parts but are no object.
 def _distractor(rng: np.random.Generator) -> np.ndarray:
     kind = rng.integers(4)
@@ -186,7 +217,9 @@ def _coverage(polys: list[np.ndarray], size: int) -> np.ndarray:
     """Fraction of each pixel covered by the union of polygons (supersampled rasterisation)."""
     big = np.zeros((size * SUPERSAMPLE, size * SUPERSAMPLE), np.uint8)
     for p in polys:  # one call per polygon: a single fillPoly call XORs overlapping polygons
-        cv2.fillPoly(big, [np.round(p * SUPERSAMPLE * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+        cv2.fillPoly(
+            big, [np.round(p * SUPERSAMPLE * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4
+        )
     return cv2.resize(big.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -234,7 +267,9 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float) -> _Sce
         side = (np.cos(theta) * (xx - rng.uniform(0, size)) + np.sin(theta) * (yy - rng.uniform(0, size))) > 0
         _paint(canvas, other, _soften(side.astype(np.float32), 0.7))
 
-    def place(shape_polys: list[np.ndarray], extent: float) -> tuple[list[np.ndarray], np.ndarray, float, float, bool]:
+    def place(
+        shape_polys: list[np.ndarray], extent: float
+    ) -> tuple[list[np.ndarray], np.ndarray, float, float, bool]:
         scale = extent / 2
         centre = rng.uniform([-0.1 * size, -0.1 * size], [1.1 * size, 1.1 * size])
         centre = np.clip(centre, scale * 0.3, size - scale * 0.3)
@@ -276,7 +311,11 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float) -> _Sce
             start += len(g)
             if rng.random() < 0.1 + 0.3 * d:
                 base = bg_textures[int(rng.integers(len(bg_textures)))]
-                tex = np.clip(np.roll(base, int(rng.integers(-size // 8, size // 8)), axis=1) + rng.uniform(-0.1, 0.1), 0, 1)
+                tex = np.clip(
+                    np.roll(base, int(rng.integers(-size // 8, size // 8)), axis=1) + rng.uniform(-0.1, 0.1),
+                    0,
+                    1,
+                )
             else:
                 tex = textures.texture(size, rng)
             alpha = _soften(_coverage(polys, size), 0.3 + 1.4 * d)
@@ -306,7 +345,11 @@ def render_scene(rng: np.random.Generator, size: int, difficulty: float) -> _Sce
     image = (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
 
     keep = [i for i, m in enumerate(masks) if m.sum() >= 16]
-    return _Scene(image, np.array([masks[i] for i in keep], bool).reshape(-1, size, size), np.array([labels[i] for i in keep], np.int64))
+    return _Scene(
+        image,
+        np.array([masks[i] for i in keep], bool).reshape(-1, size, size),
+        np.array([labels[i] for i in keep], np.int64),
+    )
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -336,7 +379,11 @@ def write_split(out: Path, split: str, n: int, settings: SynthSettings, progress
     from bbam_lite.data.voc import voc_palette
 
     palette = voc_palette()
-    img_dir, cls_dir, obj_dir = out / "images" / split, out / "SegmentationClass" / split, out / "SegmentationObject" / split
+    img_dir, cls_dir, obj_dir = (
+        out / "images" / split,
+        out / "SegmentationClass" / split,
+        out / "SegmentationObject" / split,
+    )
     for d_ in (img_dir, cls_dir, obj_dir):
         d_.mkdir(parents=True, exist_ok=True)
     images, anns = [], []
@@ -350,24 +397,32 @@ def write_split(out: Path, split: str, n: int, settings: SynthSettings, progress
         cls_map = np.zeros((settings.size, settings.size), np.uint8)
         obj_map = np.zeros_like(cls_map)
         image_id = i + 1
-        images.append({"id": image_id, "file_name": f"{name}.jpg", "width": settings.size, "height": settings.size})
+        images.append(
+            {"id": image_id, "file_name": f"{name}.jpg", "width": settings.size, "height": settings.size}
+        )
         for k, (mask, label) in enumerate(zip(scene.masks, scene.labels, strict=True)):
             cls_map[mask] = label
             obj_map[mask] = k + 1
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            anns.append({
-                "id": len(anns) + 1,
-                "image_id": image_id,
-                "category_id": int(label),
-                "bbox": _mask_box(mask),
-                "area": float(mask.sum()),
-                "iscrowd": 0,
-                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-            })
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": _mask_box(mask),
+                    "area": float(mask.sum()),
+                    "iscrowd": 0,
+                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                }
+            )
         _write_png(cls_dir / f"{name}.png", cls_map, palette)
         _write_png(obj_dir / f"{name}.png", obj_map, palette)
     coco = {
-        "info": {"description": "bbam-lite synthetic", "generator_version": GENERATOR_VERSION, **asdict(settings)},
+        "info": {
+            "description": "bbam-lite synthetic",
+            "generator_version": GENERATOR_VERSION,
+            **asdict(settings),
+        },
         "images": images,
         "annotations": anns,
         "categories": [{"id": i + 1, "name": c, "supercategory": "synthetic"} for i, c in enumerate(CLASSES)],
@@ -439,4 +494,6 @@ def read_synthetic(root: Path, split: str = "train") -> BoxDataset:
 
     root = Path(root)
     read_metadata(root)
-    return read_coco(root / "annotations" / f"{split}.json", root / "images" / split, name=f"synthetic-{split}")
+    return read_coco(
+        root / "annotations" / f"{split}.json", root / "images" / split, name=f"synthetic-{split}"
+    )

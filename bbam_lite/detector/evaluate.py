@@ -20,7 +20,10 @@ def image_tensor(image: np.ndarray, device: str | torch.device = "cpu") -> torch
 
 
 def run_detector(
-    model: torch.nn.Module, dataset: BoxDataset, device: str | torch.device = "cpu", batch_size: int = 8,
+    model: torch.nn.Module,
+    dataset: BoxDataset,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
     progress: bool = True,
 ) -> list[dict]:
     """Detections for every record, as COCO result dicts (bbox in x, y, w, h)."""
@@ -31,10 +34,18 @@ def run_detector(
         batch = recs[start : start + batch_size]
         outs = detect(model, [image_tensor(r.load_image(), device) for r in batch])
         for rec, out in zip(batch, outs, strict=True):
-            for box, label, score in zip(out["boxes"].cpu().tolist(), out["labels"].tolist(), out["scores"].tolist(), strict=True):
+            for box, label, score in zip(
+                out["boxes"].cpu().tolist(), out["labels"].tolist(), out["scores"].tolist(), strict=True
+            ):
                 x1, y1, x2, y2 = box
-                results.append({"image_id": rec.image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "score": float(score)})
+                results.append(
+                    {
+                        "image_id": rec.image_id,
+                        "category_id": int(label),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(score),
+                    }
+                )
         bar.update(len(batch))
     bar.close()
     return results
@@ -58,7 +69,10 @@ def coco_box_ap(dataset: BoxDataset, results: list[dict]) -> dict[str, float]:
 
 
 def evaluate_detector(
-    model: torch.nn.Module, dataset: BoxDataset, device: str | torch.device = "cpu", batch_size: int = 8,
+    model: torch.nn.Module,
+    dataset: BoxDataset,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
     progress: bool = True,
 ) -> dict[str, float]:
     """Run the detector over ``dataset`` and return its COCO box metrics."""

@@ -80,18 +80,48 @@ class DetectorConfig:
 PROFILES: dict[str, DetectorConfig] = {
     "lite": DetectorConfig(),
     "smoke": DetectorConfig(
-        profile="smoke", widths=(8, 16, 32, 32), fpn_channels=32, representation_size=64,
-        rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=100,
-        rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=64, box_batch_size_per_image=32,
-        iterations=6, batch_size=2, warmup=2, checkpoint_every=3, eval_every=6, eval_images=4,
+        profile="smoke",
+        widths=(8, 16, 32, 32),
+        fpn_channels=32,
+        representation_size=64,
+        rpn_pre_nms_top_n_train=200,
+        rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=100,
+        rpn_post_nms_top_n_test=50,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
+        iterations=6,
+        batch_size=2,
+        warmup=2,
+        checkpoint_every=3,
+        eval_every=6,
+        eval_images=4,
     ),
     "paper": DetectorConfig(
-        profile="paper", backbone="resnet101", fpn_channels=256, representation_size=1024, min_size=800,
-        max_size=1333, anchor_sizes=(32, 64, 128, 256, 512), rpn_pre_nms_top_n_train=2000,
-        rpn_post_nms_top_n_train=2000, rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000,
-        rpn_batch_size_per_image=256, box_batch_size_per_image=512, box_detections_per_img=100,
-        sampling_ratio=2, iterations=30000, batch_size=8, lr=0.01, weight_decay=1e-4, warmup=500,
-        optimizer="sgd", checkpoint_every=1000, eval_every=5000, eval_images=500,
+        profile="paper",
+        backbone="resnet101",
+        fpn_channels=256,
+        representation_size=1024,
+        min_size=800,
+        max_size=1333,
+        anchor_sizes=(32, 64, 128, 256, 512),
+        rpn_pre_nms_top_n_train=2000,
+        rpn_post_nms_top_n_train=2000,
+        rpn_pre_nms_top_n_test=1000,
+        rpn_post_nms_top_n_test=1000,
+        rpn_batch_size_per_image=256,
+        box_batch_size_per_image=512,
+        box_detections_per_img=100,
+        sampling_ratio=2,
+        iterations=30000,
+        batch_size=8,
+        lr=0.01,
+        weight_decay=1e-4,
+        warmup=500,
+        optimizer="sgd",
+        checkpoint_every=1000,
+        eval_every=5000,
+        eval_images=500,
     ),
 }
 PROFILES["paper-r50"] = replace(PROFILES["paper"], profile="paper-r50", backbone="resnet50")
@@ -136,15 +166,21 @@ class SmallBackboneFPN(nn.Module):
         super().__init__()
         w0 = widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w0, 3, 2, 1, bias=False), _gn(w0), nn.ReLU(inplace=True),
-            nn.Conv2d(w0, w0, 3, 2, 1, bias=False), _gn(w0), nn.ReLU(inplace=True),
+            nn.Conv2d(3, w0, 3, 2, 1, bias=False),
+            _gn(w0),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w0, w0, 3, 2, 1, bias=False),
+            _gn(w0),
+            nn.ReLU(inplace=True),
         )
         stages, cin = [], w0
         for i, w in enumerate(widths):
             stages.append(nn.Sequential(_BasicBlock(cin, w, 1 if i == 0 else 2), _BasicBlock(w, w, 1)))
             cin = w
         self.stages = nn.ModuleList(stages)
-        self.fpn = FeaturePyramidNetwork(list(widths), out_channels, extra_blocks=LastLevelMaxPool(), norm_layer=_gn)
+        self.fpn = FeaturePyramidNetwork(
+            list(widths), out_channels, extra_blocks=LastLevelMaxPool(), norm_layer=_gn
+        )
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -172,7 +208,9 @@ def _resnet_fpn(cfg: DetectorConfig) -> nn.Module:
     from torchvision.models import ResNet50_Weights, ResNet101_Weights
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-    weights = ResNet50_Weights.IMAGENET1K_V1 if cfg.backbone == "resnet50" else ResNet101_Weights.IMAGENET1K_V1
+    weights = (
+        ResNet50_Weights.IMAGENET1K_V1 if cfg.backbone == "resnet50" else ResNet101_Weights.IMAGENET1K_V1
+    )
     use = weights if _cached(weights) else None
     if use is None and not _SCRATCH_WARNED:
         warnings.warn(
@@ -182,7 +220,9 @@ def _resnet_fpn(cfg: DetectorConfig) -> nn.Module:
         )
         _SCRATCH_WARNED = True
     return resnet_fpn_backbone(
-        backbone_name=cfg.backbone, weights=use, trainable_layers=3 if use else 5,
+        backbone_name=cfg.backbone,
+        weights=use,
+        trainable_layers=3 if use else 5,
         norm_layer=tv.ops.misc.FrozenBatchNorm2d if use else nn.BatchNorm2d,
     )
 
@@ -196,7 +236,9 @@ def build_detector(cfg: DetectorConfig, num_classes: int) -> FasterRCNN:
     else:
         raise ValueError(f"unknown backbone {cfg.backbone!r}")
     names = ["0", "1", "2", "3"]
-    anchor_gen = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes))
+    anchor_gen = AnchorGenerator(
+        tuple((s,) for s in cfg.anchor_sizes), (tuple(cfg.aspect_ratios),) * len(cfg.anchor_sizes)
+    )
     roi_pool = MultiScaleRoIAlign(names, output_size=7, sampling_ratio=cfg.sampling_ratio)
     box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -224,7 +266,9 @@ def build_detector(cfg: DetectorConfig, num_classes: int) -> FasterRCNN:
 # Checkpoints.
 
 
-def save_detector(path: Path, model: nn.Module, cfg: DetectorConfig, class_names: list[str], meta: dict) -> None:
+def save_detector(
+    path: Path, model: nn.Module, cfg: DetectorConfig, class_names: list[str], meta: dict
+) -> None:
     """Write a detector checkpoint atomically (fp32 weights, config, class names, metadata)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"config": asdict(cfg), "class_names": list(class_names), "state_dict": state, "meta": meta}
@@ -255,9 +299,13 @@ def load_detector(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable detector checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable detector checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or not {"config", "class_names", "state_dict"} <= set(payload):
-        raise CheckpointError(f"{path}: not a bbam-lite detector checkpoint (missing config/class_names/state_dict)")
+        raise CheckpointError(
+            f"{path}: not a bbam-lite detector checkpoint (missing config/class_names/state_dict)"
+        )
     names = list(payload["class_names"])
     if class_names is not None and list(class_names) != names:
         raise CheckpointError(
@@ -270,6 +318,8 @@ def load_detector(
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise CheckpointError(f"{path}: weights do not fit the {cfg.profile} architecture ({first})") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the {cfg.profile} architecture ({first})"
+        ) from None
     model.to(device).eval()
     return LoadedDetector(model, cfg, names, dict(payload.get("meta", {})))

@@ -2,9 +2,10 @@
 
 Resumable: every ``checkpoint_every`` iterations the model, optimiser, schedule and iteration are
 written atomically to ``RUN/checkpoint.pt``; a rerun of the same command continues from there. The
-order of images, the flips and the RPN/RoI sampling are functions of (seed, iteration), so a
-resumed run sees the same batches as an uninterrupted one and ends with the same weights. ``RUN/settings.json`` records what the run was started with, and a
-rerun with other settings is refused rather than mixed in.
+order of images, the flips and the RPN/RoI sampling are functions of (seed, iteration), so a resumed
+run sees the same batches as an uninterrupted one and ends with the same weights.
+``RUN/settings.json`` records what the run was started with, and a rerun with other settings is
+refused rather than mixed in.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def check_run_settings(run: Path, settings: dict) -> None:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
         if old != json.loads(json.dumps(settings)):
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != json.loads(json.dumps(settings)).get(k))
+            diff = sorted(
+                k for k in set(old) | set(settings) if old.get(k) != json.loads(json.dumps(settings)).get(k)
+            )
             raise RunSettingsError(
                 f"{run}: run folder was made with other settings (differs in {', '.join(diff)}); "
                 "use another --out or delete it"
@@ -82,9 +85,13 @@ def make_batch(
         boxes = torch.as_tensor(rec.boxes, dtype=torch.float32, device=device)
         if flip:
             img = img.flip(-1)
-            boxes = torch.stack([rec.width - boxes[:, 2], boxes[:, 1], rec.width - boxes[:, 0], boxes[:, 3]], 1)
+            boxes = torch.stack(
+                [rec.width - boxes[:, 2], boxes[:, 1], rec.width - boxes[:, 0], boxes[:, 3]], 1
+            )
         images.append(img)
-        targets.append({"boxes": boxes, "labels": torch.as_tensor(rec.labels, dtype=torch.int64, device=device)})
+        targets.append(
+            {"boxes": boxes, "labels": torch.as_tensor(rec.labels, dtype=torch.int64, device=device)}
+        )
     return images, targets
 
 
@@ -130,8 +137,16 @@ def train_detector(
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    check_run_settings(run, {"config": asdict(cfg), "seed": seed, "class_names": train.class_names,
-                             "data": data_info or {}, "init": str(init) if init else None})
+    check_run_settings(
+        run,
+        {
+            "config": asdict(cfg),
+            "seed": seed,
+            "class_names": train.class_names,
+            "data": data_info or {},
+            "init": str(init) if init else None,
+        },
+    )
     dev = torch.device(device)
     torch.manual_seed(seed)
     model = build_detector(cfg, train.num_classes).to(dev)
@@ -164,11 +179,15 @@ def train_detector(
         for g in optimizer.param_groups:
             g["lr"] = lr_at(cfg, it)
         torch.manual_seed(seed * 1_000_003 + it)  # RPN/RoI sampling: a function of (seed, iteration)
-        images, targets = make_batch(train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev)
+        images, targets = make_batch(
+            train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev
+        )
         losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"iteration {it}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })")
+            raise FloatingPointError(
+                f"iteration {it}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -181,13 +200,26 @@ def train_detector(
             n = min(cfg.eval_images, len(val))
             metrics = evaluate_detector(model, val.subset(range(n)), dev, progress=False)
             model.train()
-            log.append({"iteration": done, "seconds": round(time.perf_counter() - t0, 1),
-                        "loss": float(np.mean(running[-cfg.eval_every:])), "val_images": n, **metrics})
-            bar.write(f"iteration {done}: box AP50 {metrics['box_ap50']:.3f}, AP {metrics['box_ap']:.3f} "
-                      f"on {n} val images ({log[-1]['seconds'] / 60:.1f} min)")
+            log.append(
+                {
+                    "iteration": done,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "loss": float(np.mean(running[-cfg.eval_every :])),
+                    "val_images": n,
+                    **metrics,
+                }
+            )
+            bar.write(
+                f"iteration {done}: box AP50 {metrics['box_ap50']:.3f}, AP {metrics['box_ap']:.3f} "
+                f"on {n} val images ({log[-1]['seconds'] / 60:.1f} min)"
+            )
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
-                       "elapsed": time.perf_counter() - t0}
+            payload = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "iteration": done,
+                "elapsed": time.perf_counter() - t0,
+            }
             atomic_save(ckpt_path, lambda tmp, p=payload: torch.save(p, tmp))
             with open(log_path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(e) + "\n" for e in log)
@@ -195,10 +227,23 @@ def train_detector(
     bar.close()
     seconds = time.perf_counter() - t0
     metrics = evaluate_detector(model, val, dev, progress=progress)
-    meta = {"iterations": cfg.iterations, "train_seconds": round(seconds, 1), "seed": seed, "device": str(dev),
-            "data": data_info or {}, "val_metrics": metrics}
+    meta = {
+        "iterations": cfg.iterations,
+        "train_seconds": round(seconds, 1),
+        "seed": seed,
+        "device": str(dev),
+        "data": data_info or {},
+        "val_metrics": metrics,
+    }
     save_detector(run / "detector.pt", model, cfg, train.class_names, meta)
-    result = {**metrics, "val_images": len(val), "train_seconds": round(seconds, 1), "iterations": cfg.iterations,
-              "profile": cfg.profile, "device": str(dev), "log": log}
+    result = {
+        **metrics,
+        "val_images": len(val),
+        "train_seconds": round(seconds, 1),
+        "iterations": cfg.iterations,
+        "profile": cfg.profile,
+        "device": str(dev),
+        "log": log,
+    }
     atomic_write_json(run / "detector_metrics.json", result, indent=2)
     return result

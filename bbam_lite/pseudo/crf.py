@@ -29,11 +29,14 @@ class CRFParams:
     bilateral_weight: float = 4.0
 
     def scaled(self, factor: float) -> CRFParams:
-        return replace(self, gauss_sxy=max(self.gauss_sxy * factor, 0.5), bilateral_sxy=self.bilateral_sxy * factor)
+        return replace(
+            self, gauss_sxy=max(self.gauss_sxy * factor, 0.5), bilateral_sxy=self.bilateral_sxy * factor
+        )
 
 
-def crf_foreground(image: np.ndarray, prob: np.ndarray, params: CRFParams = CRFParams(), eps: float = 1e-5
-                   ) -> np.ndarray:
+def crf_foreground(
+    image: np.ndarray, prob: np.ndarray, params: CRFParams = CRFParams(), eps: float = 1e-5
+) -> np.ndarray:
     """Refined foreground marginal Q(fg) of a two-label dense CRF with unary [P(fg), 1 - P(fg)].
 
     ``image`` is uint8 RGB (H, W, 3); ``prob`` float (H, W) in [0, 1].
@@ -43,7 +46,11 @@ def crf_foreground(image: np.ndarray, prob: np.ndarray, params: CRFParams = CRFP
     crf = dcrf.DenseCRF2D(w, h, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(np.stack([1 - p, p]))))
     crf.addPairwiseGaussian(sxy=params.gauss_sxy, compat=params.gauss_weight)
-    crf.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
-                             rgbim=np.ascontiguousarray(image[..., :3].astype(np.uint8)), compat=params.bilateral_weight)
+    crf.addPairwiseBilateral(
+        sxy=params.bilateral_sxy,
+        srgb=params.bilateral_srgb,
+        rgbim=np.ascontiguousarray(image[..., :3].astype(np.uint8)),
+        compat=params.bilateral_weight,
+    )
     q = np.array(crf.inference(params.iterations), dtype=np.float32).reshape(2, h, w)
     return q[1]

@@ -100,12 +100,17 @@ LITE_BBAM: dict[str, Any] = {
 }
 
 
-def _box_source(rec: ImageRecord, image: np.ndarray, settings: PseudoLabelSettings, detector, device
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _box_source(
+    rec: ImageRecord, image: np.ndarray, settings: PseudoLabelSettings, detector, device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if settings.boxes == "gt":
         return rec.boxes.astype(np.float32), rec.labels.astype(np.int64), np.ones(len(rec.boxes), np.float32)
     out = detect(detector, [image_tensor(image, device)], settings.detector_score)[0]
-    return out["boxes"].cpu().numpy(), out["labels"].cpu().numpy().astype(np.int64), out["scores"].cpu().numpy()
+    return (
+        out["boxes"].cpu().numpy(),
+        out["labels"].cpu().numpy().astype(np.int64),
+        out["scores"].cpu().numpy(),
+    )
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -117,30 +122,42 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _save_image_result(path: Path, instances: list[InstanceLabel], info: list[dict]) -> None:
-    _save_npz(path, {
-        "labels": np.array([i.label for i in instances], np.int64),
-        "boxes": np.array([i.box for i in instances], np.float32).reshape(-1, 4),
-        "scores": np.array([i.score for i in instances], np.float32),
-        "fg": np.array([i.fg for i in instances], bool),
-        "ignore": np.array([i.ignore for i in instances], bool),
-        "info": np.array(json.dumps(info)),
-    })
+    _save_npz(
+        path,
+        {
+            "labels": np.array([i.label for i in instances], np.int64),
+            "boxes": np.array([i.box for i in instances], np.float32).reshape(-1, 4),
+            "scores": np.array([i.score for i in instances], np.float32),
+            "fg": np.array([i.fg for i in instances], bool),
+            "ignore": np.array([i.ignore for i in instances], bool),
+            "info": np.array(json.dumps(info)),
+        },
+    )
 
 
 def load_image_result(path: Path) -> tuple[list[InstanceLabel], list[dict]]:
     with np.load(path, allow_pickle=False) as z:
         info = json.loads(str(z["info"]))
-        insts = [InstanceLabel(int(c), b, f, g, float(s), inf)
-                 for c, b, f, g, s, inf in zip(z["labels"], z["boxes"], z["fg"], z["ignore"], z["scores"], info,
-                                               strict=True)]
+        insts = [
+            InstanceLabel(int(c), b, f, g, float(s), inf)
+            for c, b, f, g, s, inf in zip(
+                z["labels"], z["boxes"], z["fg"], z["ignore"], z["scores"], info, strict=True
+            )
+        ]
     return insts, info
 
 
 class PseudoLabeler:
     """Turns images into instance pseudo labels with one method; used by :func:`generate`."""
 
-    def __init__(self, settings: PseudoLabelSettings, detector=None, mean: torch.Tensor | None = None,
-                 device: str = "cpu", batch_objects: int = 8) -> None:
+    def __init__(
+        self,
+        settings: PseudoLabelSettings,
+        detector=None,
+        mean: torch.Tensor | None = None,
+        device: str = "cpu",
+        batch_objects: int = 8,
+    ) -> None:
         self.s = settings
         self.detector = detector
         self.device = device
@@ -151,12 +168,16 @@ class PseudoLabeler:
     def label_images(self, recs: Sequence[ImageRecord]) -> list[tuple[list[InstanceLabel], list[dict], dict]]:
         """Instances, per-object info and BBAM maps ({} for other methods) of several images."""
         images = [r.load_image() for r in recs]
-        sources = [_box_source(r, im, self.s, self.detector, self.device) for r, im in zip(recs, images, strict=True)]
+        sources = [
+            _box_source(r, im, self.s, self.detector, self.device) for r, im in zip(recs, images, strict=True)
+        ]
         if self.s.method != "bbam":
             return [self._baseline(im, *src) for im, src in zip(images, sources, strict=True)]
-        tasks = [ObjectTask(image_tensor(im, self.device), torch.as_tensor(b), int(c), key=(r.image_id, k))
-                 for r, im, (boxes, labels, _) in zip(recs, images, sources, strict=True)
-                 for k, (b, c) in enumerate(zip(boxes, labels, strict=True))]
+        tasks = [
+            ObjectTask(image_tensor(im, self.device), torch.as_tensor(b), int(c), key=(r.image_id, k))
+            for r, im, (boxes, labels, _) in zip(recs, images, sources, strict=True)
+            for k, (b, c) in enumerate(zip(boxes, labels, strict=True))
+        ]
         results = explain(self.detector, tasks, self.cfg, self.mean, batch_size=self.batch_objects)
         by_key = {r.key: r for r in results}
         out = []
@@ -168,15 +189,24 @@ class PseudoLabeler:
             for k, (b, c, sc) in enumerate(zip(boxes, labels, scores, strict=True)):
                 res = by_key[(r.image_id, k)]
                 if self.s.preset == "official":
-                    fg, ign, extra = refine_official(im, res.bbam, b, res.stride, crf or self.s.crf_params(h, w))
+                    fg, ign, extra = refine_official(
+                        im, res.bbam, b, res.stride, crf or self.s.crf_params(h, w)
+                    )
                 else:
                     fg, ign, _ = refine_paper(im, res.bbam, b, crf, self.s.theta_fg, self.s.theta_bg)
                     extra = {}
                 if proposals is not None:
                     fg, extra["refined"] = self._refine(fg, proposals, b, h, w)
                     ign &= ~fg
-                obj = {"stride": res.stride, "n_positives": res.n_positives, "iou_threshold": res.iou_threshold,
-                       "fallback": res.fallback, "box_loss": res.final_box_loss, "cls_loss": res.final_cls_loss, **extra}
+                obj = {
+                    "stride": res.stride,
+                    "n_positives": res.n_positives,
+                    "iou_threshold": res.iou_threshold,
+                    "fallback": res.fallback,
+                    "box_loss": res.final_box_loss,
+                    "cls_loss": res.final_cls_loss,
+                    **extra,
+                }
                 insts.append(InstanceLabel(int(c), np.asarray(b, np.float32), fg, ign, float(sc), obj))
                 info.append(obj)
                 maps.append(res.bbam)
@@ -188,7 +218,9 @@ class PseudoLabeler:
             return read_mcg(Path(self.s.mcg_dir) / f"{rec.path.stem}.mat")
         return grouping_proposals(image)
 
-    def _refine(self, fg: np.ndarray, proposals: np.ndarray, box: np.ndarray, h: int, w: int) -> tuple[np.ndarray, bool]:
+    def _refine(
+        self, fg: np.ndarray, proposals: np.ndarray, box: np.ndarray, h: int, w: int
+    ) -> tuple[np.ndarray, bool]:
         if self.s.preset == "official":
             min_side = 32 * (min(h, w) / PAPER_IMAGE_SIDE if self.s.profile == "lite" else 1.0)
             if min(box[2] - box[0], box[3] - box[1]) < min_side:
@@ -208,14 +240,17 @@ class PseudoLabeler:
             inst.score = float(sc)
         return insts, [dict(i.info) for i in insts], {}
 
-    def semantic(self, instances: list[InstanceLabel], height: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    def semantic(
+        self, instances: list[InstanceLabel], height: int, width: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The class map, and each instance's foreground as it appears in it.
 
         Box, Box + CRF and GrabCut compose as Box2Seg's Algorithm 1 (large to small, overwriting);
         BBAM as the paper (pixels claimed by two classes, and ignore bands, become 255)."""
         if self.s.method == "bbam":
-            return instances_to_semantic(instances, height, width, self.s.preset == "official"), \
-                [i.fg for i in instances]
+            return instances_to_semantic(instances, height, width, self.s.preset == "official"), [
+                i.fg for i in instances
+            ]
         return compose_overwrite(instances, height, width)
 
 
@@ -239,13 +274,26 @@ def generate(
     if needs_detector and detector is None:
         raise ValueError(f"method {settings.method} with --boxes {settings.boxes} needs a detector")
     recs = list(dataset)[: limit if limit is not None else None]
-    check_run_settings(out, {"settings": asdict(settings), "dataset": dataset.name, "root": str(dataset.root),
-                             "limit": limit, **(provenance or {})})
+    check_run_settings(
+        out,
+        {
+            "settings": asdict(settings),
+            "dataset": dataset.name,
+            "root": str(dataset.root),
+            "limit": limit,
+            **(provenance or {}),
+        },
+    )
     labeler = PseudoLabeler(settings, detector, mean, device)
     todo = [r for r in recs if not (out / "images" / f"{r.image_id}.npz").exists()]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc=f"pseudo labels ({settings.method})",
-               unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(recs),
+        initial=len(recs) - len(todo),
+        desc=f"pseudo labels ({settings.method})",
+        unit="img",
+        disable=not progress,
+    )
     chunk = batch_images if settings.method == "bbam" else 1
     for start in range(0, len(todo), chunk):
         group = todo[start : start + chunk]
@@ -254,15 +302,23 @@ def generate(
             write_semantic_png(out / "semantic" / f"{rec.path.stem}.png", sem)
             if maps:
                 _save_npz(out / "bbam" / f"{rec.image_id}.npz", maps)
-            _save_image_result(out / "images" / f"{rec.image_id}.npz", insts, info)  # last: marks the image done
+            _save_image_result(
+                out / "images" / f"{rec.image_id}.npz", insts, info
+            )  # last: marks the image done
             bar.update(1)
     bar.close()
     seconds = time.perf_counter() - t0
     return finalise(dataset, recs, labeler, out, seconds, len(todo))
 
 
-def finalise(dataset: BoxDataset, recs: list[ImageRecord], labeler: PseudoLabeler, out: Path, seconds: float,
-             n_done: int) -> dict:
+def finalise(
+    dataset: BoxDataset,
+    recs: list[ImageRecord],
+    labeler: PseudoLabeler,
+    out: Path,
+    seconds: float,
+    n_done: int,
+) -> dict:
     """Merge per-image results into ``instances.json`` and compute ``quality.json``."""
     images, anns = [], []
     conf = ConfusionMatrix(len(dataset.class_names))
@@ -280,10 +336,14 @@ def finalise(dataset: BoxDataset, recs: list[ImageRecord], labeler: PseudoLabele
                     fallbacks[obj[key]] = fallbacks.get(obj[key], 0) + 1
             if obj.get("grabcut_ran") is False:
                 fallbacks["grabcut-could-not-run"] = fallbacks.get("grabcut-could-not-run", 0) + 1
-        images.append({"id": rec.image_id, "file_name": rec.path.name, "width": rec.width, "height": rec.height})
+        images.append(
+            {"id": rec.image_id, "file_name": rec.path.name, "width": rec.width, "height": rec.height}
+        )
         sem, visible = labeler.semantic(insts, rec.height, rec.width)
         for inst, fg in zip(insts, visible, strict=True):
-            anns.append(annotation(len(anns) + 1, rec.image_id, inst.label, fg, inst.ignore, inst.score, inst.box))
+            anns.append(
+                annotation(len(anns) + 1, rec.image_id, inst.label, fg, inst.ignore, inst.score, inst.box)
+            )
         if has_masks:
             gt_masks = rec.load_masks()
             gt_sem = np.zeros((rec.height, rec.width), np.uint8)
@@ -294,19 +354,29 @@ def finalise(dataset: BoxDataset, recs: list[ImageRecord], labeler: PseudoLabele
             inst_ious += best_match_ious(gt_masks, rec.labels, visible, [i.label for i in insts])
     write_coco_json(out / "instances.json", coco_instances(images, anns, dataset.class_names))
     quality: dict[str, Any] = {
-        "method": labeler.s.method, "boxes": labeler.s.boxes, "preset": labeler.s.preset,
-        "profile": labeler.s.profile, "images": len(recs), "objects": n_objects,
-        "fallbacks": fallbacks, "seconds_this_run": round(seconds, 1), "images_this_run": n_done,
+        "method": labeler.s.method,
+        "boxes": labeler.s.boxes,
+        "preset": labeler.s.preset,
+        "profile": labeler.s.profile,
+        "images": len(recs),
+        "objects": n_objects,
+        "fallbacks": fallbacks,
+        "seconds_this_run": round(seconds, 1),
+        "images_this_run": n_done,
     }
     if has_masks:
-        quality.update({
-            "miou": conf.miou(),
-            "ignore_fraction": conf.ignore_fraction,
-            "miou_ignore_as_background": conf_strict.miou(),
-            "mean_instance_iou": float(np.mean(inst_ious)) if inst_ious else 0.0,
-            "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(dataset.class_names, conf.iou(),
-                                                                                     strict=True)},
-        })
+        quality.update(
+            {
+                "miou": conf.miou(),
+                "ignore_fraction": conf.ignore_fraction,
+                "miou_ignore_as_background": conf_strict.miou(),
+                "mean_instance_iou": float(np.mean(inst_ious)) if inst_ious else 0.0,
+                "per_class_iou": {
+                    n: (None if np.isnan(v) else float(v))
+                    for n, v in zip(dataset.class_names, conf.iou(), strict=True)
+                },
+            }
+        )
     if fallbacks:
         warnings.warn(f"{out}: fallbacks used: {fallbacks}", PseudoLabelWarning, stacklevel=2)
     atomic_write_json(out / "quality.json", quality, indent=2)

@@ -37,7 +37,9 @@ def box_region(box: np.ndarray, height: int, width: int) -> np.ndarray:
     return ((ys >= y1) & (ys <= y2))[:, None] & ((xs >= x1) & (xs <= x2))[None, :]
 
 
-def threshold_map(prob: np.ndarray, theta_fg: float = 0.8, theta_bg: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+def threshold_map(
+    prob: np.ndarray, theta_fg: float = 0.8, theta_bg: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
     """Foreground where prob > theta_fg; ignore where theta_bg <= prob <= theta_fg; the rest background."""
     if not 0 <= theta_bg <= theta_fg <= 1:
         raise ValueError(f"need 0 <= theta_bg <= theta_fg <= 1, got theta_bg={theta_bg}, theta_fg={theta_fg}")
@@ -46,8 +48,14 @@ def threshold_map(prob: np.ndarray, theta_fg: float = 0.8, theta_bg: float = 0.2
     return fg, ignore
 
 
-def refine_paper(image: np.ndarray, bbam: np.ndarray, box: np.ndarray, crf: CRFParams | None,
-                 theta_fg: float = 0.8, theta_bg: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine_paper(
+    image: np.ndarray,
+    bbam: np.ndarray,
+    box: np.ndarray,
+    crf: CRFParams | None,
+    theta_fg: float = 0.8,
+    theta_bg: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The paper's recipe: BBAM restricted to its box, refined by a dense CRF, then theta_fg / theta_bg.
 
     Returns (fg, ignore, refined probability map). ``crf=None`` skips the CRF (for the ablation).
@@ -70,8 +78,15 @@ def _quantile_saturate(bbam: np.ndarray, inside: np.ndarray, th: float) -> np.nd
     return np.clip(bbam / max(t, 1e-6), 0, 1) * inside
 
 
-def _official_mask(image: np.ndarray, bbam: np.ndarray, inside: np.ndarray, th: float, stride: float,
-                   crf: CRFParams, keep: float = 0.9) -> tuple[np.ndarray, bool]:
+def _official_mask(
+    image: np.ndarray,
+    bbam: np.ndarray,
+    inside: np.ndarray,
+    th: float,
+    stride: float,
+    crf: CRFParams,
+    keep: float = 0.9,
+) -> tuple[np.ndarray, bool]:
     sat = _quantile_saturate(bbam, inside, th).astype(np.float32)
     k = max(int(round(stride)) | 1, 1)  # odd kernel = stride
     blurred = cv2.GaussianBlur(sat, (k, k), 0) * inside
@@ -89,8 +104,15 @@ def _official_mask(image: np.ndarray, bbam: np.ndarray, inside: np.ndarray, th: 
     return mask, used_fallback
 
 
-def refine_official(image: np.ndarray, bbam: np.ndarray, box: np.ndarray, stride: float, crf: CRFParams,
-                    th_fg: float = 0.85, th_bg: float = 0.2) -> tuple[np.ndarray, np.ndarray, dict]:
+def refine_official(
+    image: np.ndarray,
+    bbam: np.ndarray,
+    box: np.ndarray,
+    stride: float,
+    crf: CRFParams,
+    th_fg: float = 0.85,
+    th_bg: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """The authors' code: area-quantile saturation (0.85 and 0.2), blur with kernel = stride inside
     the box, CRF keeping Q > 0.9, and the filled-box CRF fallback for small boxes. Pixels inside the
     0.2 mask but outside the 0.85 mask are ignored."""
@@ -102,8 +124,9 @@ def refine_official(image: np.ndarray, bbam: np.ndarray, box: np.ndarray, stride
     return fg, ignore, {"crf_box_fallback": bool(fb1 or fb2)}
 
 
-def instances_to_semantic(instances: list[InstanceLabel], height: int, width: int,
-                          contained_wins: bool = False) -> np.ndarray:
+def instances_to_semantic(
+    instances: list[InstanceLabel], height: int, width: int, contained_wins: bool = False
+) -> np.ndarray:
     """Class map (uint8) from instance labels: a pixel claimed as foreground by two or more classes
     is ignored (255), as is a pixel that is only in some instance's ignore band.
 
@@ -124,7 +147,12 @@ def instances_to_semantic(instances: list[InstanceLabel], height: int, width: in
             for b in instances:
                 if a is b or a.label == b.label:
                     continue
-                inner = a.box[0] >= b.box[0] and a.box[1] >= b.box[1] and a.box[2] <= b.box[2] and a.box[3] <= b.box[3]
+                inner = (
+                    a.box[0] >= b.box[0]
+                    and a.box[1] >= b.box[1]
+                    and a.box[2] <= b.box[2]
+                    and a.box[3] <= b.box[3]
+                )
                 if inner:
                     out[a.fg & (n_claims >= 2)] = a.label
     band = np.zeros((height, width), bool)
@@ -134,10 +162,14 @@ def instances_to_semantic(instances: list[InstanceLabel], height: int, width: in
     return out
 
 
-def compose_overwrite(instances: list[InstanceLabel], height: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def compose_overwrite(
+    instances: list[InstanceLabel], height: int, width: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Box2Seg's composition: boxes from large to small, each overwriting the class map with its
     foreground. Returns the class map and each instance's visible foreground after overwriting."""
-    order = sorted(range(len(instances)), key=lambda i: -float(np.prod(instances[i].box[2:] - instances[i].box[:2])))
+    order = sorted(
+        range(len(instances)), key=lambda i: -float(np.prod(instances[i].box[2:] - instances[i].box[:2]))
+    )
     out = np.zeros((height, width), np.uint8)
     owner = np.full((height, width), -1, np.int64)
     for i in order:

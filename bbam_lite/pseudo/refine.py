@@ -48,11 +48,17 @@ def hierarchical_grouping(image: np.ndarray, segments: np.ndarray) -> list[np.nd
     n = int(segments.max()) + 1
     flat = segments.ravel()
     size = np.bincount(flat, minlength=n).astype(np.float64)
-    colour = np.stack([np.bincount(flat, weights=image[..., c].ravel().astype(np.float64), minlength=n)
-                       for c in range(3)], 1)
+    colour = np.stack(
+        [np.bincount(flat, weights=image[..., c].ravel().astype(np.float64), minlength=n) for c in range(3)],
+        1,
+    )
     masks = {i: segments == i for i in range(n)}
-    pairs = np.concatenate([np.stack([segments[:, :-1].ravel(), segments[:, 1:].ravel()], 1),
-                            np.stack([segments[:-1, :].ravel(), segments[1:, :].ravel()], 1)])
+    pairs = np.concatenate(
+        [
+            np.stack([segments[:, :-1].ravel(), segments[:, 1:].ravel()], 1),
+            np.stack([segments[:-1, :].ravel(), segments[1:, :].ravel()], 1),
+        ]
+    )
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     neigh: dict[int, set[int]] = {i: set() for i in range(n)}
     for a, b in np.unique(np.sort(pairs, axis=1), axis=0):
@@ -87,7 +93,9 @@ def hierarchical_grouping(image: np.ndarray, segments: np.ndarray) -> list[np.nd
     return out
 
 
-def grouping_proposals(image: np.ndarray, scales: tuple[float, ...] = (100, 300), min_size: int = 20) -> np.ndarray:
+def grouping_proposals(
+    image: np.ndarray, scales: tuple[float, ...] = (100, 300), min_size: int = 20
+) -> np.ndarray:
     """Unsupervised mask proposals (an offline stand-in for MCG): Felzenszwalb segments at several
     scales and every region of their hierarchical grouping. Returns (K, H, W) bool."""
     from skimage.segmentation import felzenszwalb
@@ -96,14 +104,21 @@ def grouping_proposals(image: np.ndarray, scales: tuple[float, ...] = (100, 300)
     size_factor = np.sqrt(h * w) / 400.0  # the scales are for images of about 400 x 400 px
     masks: list[np.ndarray] = []
     for scale in scales:
-        seg = felzenszwalb(image, scale=scale * size_factor, sigma=0.8, min_size=max(int(min_size * size_factor), 5))
+        seg = felzenszwalb(
+            image, scale=scale * size_factor, sigma=0.8, min_size=max(int(min_size * size_factor), 5)
+        )
         masks += [seg == i for i in range(int(seg.max()) + 1)]
         masks += hierarchical_grouping(image, seg)
     return np.array(masks, bool).reshape(-1, h, w)
 
 
-def refine_with_proposals(mask: np.ndarray, proposals: np.ndarray, containment: float = 1.0,
-                          box: np.ndarray | None = None, best_inside_box: float | None = None) -> np.ndarray:
+def refine_with_proposals(
+    mask: np.ndarray,
+    proposals: np.ndarray,
+    containment: float = 1.0,
+    box: np.ndarray | None = None,
+    best_inside_box: float | None = None,
+) -> np.ndarray:
     """Eq. 4: the union of proposals inside ``mask`` (fraction inside >= ``containment``) and the
     proposal of highest IoU with ``mask``. With ``box``, the result is clipped to the box.
 

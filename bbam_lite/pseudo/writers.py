@@ -45,15 +45,30 @@ def coco_instances(images: list[dict], annotations: list[dict], class_names: lis
     }
 
 
-def annotation(ann_id: int, image_id: int, label: int, fg: np.ndarray, ignore: np.ndarray, score: float,
-               box: np.ndarray) -> dict:
+def annotation(
+    ann_id: int, image_id: int, label: int, fg: np.ndarray, ignore: np.ndarray, score: float, box: np.ndarray
+) -> dict:
     ys, xs = np.nonzero(fg)
     if len(xs):
-        bbox = [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
+        bbox = [
+            float(xs.min()),
+            float(ys.min()),
+            float(xs.max() + 1 - xs.min()),
+            float(ys.max() + 1 - ys.min()),
+        ]
     else:
         bbox = [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
-    return {"id": ann_id, "image_id": image_id, "category_id": int(label), "segmentation": encode_rle(fg),
-            "ignore": encode_rle(ignore), "area": float(fg.sum()), "bbox": bbox, "iscrowd": 0, "score": float(score)}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": int(label),
+        "segmentation": encode_rle(fg),
+        "ignore": encode_rle(ignore),
+        "area": float(fg.sum()),
+        "bbox": bbox,
+        "iscrowd": 0,
+        "score": float(score),
+    }
 
 
 def write_coco_json(path: Path, data: dict) -> None:
