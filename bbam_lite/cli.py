@@ -79,6 +79,10 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     overrides = {}
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    if args.warmup is not None:
+        overrides["warmup"] = args.warmup
     cfg = get_profile(args.profile, **overrides)
     kind = dataset_kind(args.data, args.dataset)
     train = _load(args.data, kind, args.train_split)
@@ -239,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper | paper-r50")
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
+    tr.add_argument("--lr", type=float, default=None, help="override the profile's base learning rate")
+    tr.add_argument("--warmup", type=int, default=None, help="override the profile's warm-up iterations")
     tr.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument(
