@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         "labels for a training subset -> OUT/summary.json, a table, OUT/comparison.png.",
     )
     demo.add_argument("--out", type=Path, required=True)
-    demo.add_argument("--images", type=int, default=16, help="training images to label (default 16)")
+    demo.add_argument("--images", type=int, default=10, help="training images to label (default 10)")
     demo.add_argument(
         "--detector", type=Path, default=None, help="detector checkpoint (default: the shipped one)"
     )
