@@ -80,7 +80,7 @@ def comparison_rows(dataset: BoxDataset, labels_root: Path, methods: tuple[str, 
 
 def run_demo(
     out: Path,
-    n_images: int = 16,
+    n_images: int = 10,
     device: str = "cpu",
     detector_path: Path | None = None,
     progress: bool = True,
