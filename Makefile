@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (first time: a few minutes)"
 	@$(PY) -m pip install $(PIP_QUIET) -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import bbam_lite, torch, torchvision, pydensecrf, cv2, pycocotools" || (echo "setup failed" && exit 1)
+	@$(PY) -c "from bbam_lite.compat import import_torchvision; import_torchvision(); import pydensecrf, cv2, pycocotools" || (echo "setup failed" && exit 1)
 	@touch $(STAMP)
 
 setup: $(STAMP)
