@@ -331,9 +331,8 @@ def finalise(
         insts, info = load_image_result(out / "images" / f"{rec.image_id}.npz")
         n_objects += len(insts)
         for obj in info:
-            for key in ("fallback",):
-                if obj.get(key):
-                    fallbacks[obj[key]] = fallbacks.get(obj[key], 0) + 1
+            if obj.get("fallback"):
+                fallbacks[obj["fallback"]] = fallbacks.get(obj["fallback"], 0) + 1
             if obj.get("grabcut_ran") is False:
                 fallbacks["grabcut-could-not-run"] = fallbacks.get("grabcut-could-not-run", 0) + 1
         images.append(
