@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from bbam_lite.data.coco import decode_rle
 from bbam_lite.pseudo.crf import CRFParams, crf_foreground
 from bbam_lite.pseudo.labels import (
     IGNORE,
@@ -23,7 +24,6 @@ from bbam_lite.pseudo.refine import grouping_proposals, read_mcg, refine_with_pr
 from bbam_lite.pseudo.writers import (
     annotation,
     coco_instances,
-    decode_rle,
     read_semantic_png,
     write_coco_json,
     write_semantic_png,

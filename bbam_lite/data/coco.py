@@ -45,6 +45,25 @@ def load_coco_json(ann_file: Path) -> dict:
     return data
 
 
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of a boolean mask, JSON-ready (counts as str)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """Inverse of :func:`encode_rle`."""
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+def mask_bbox(mask: np.ndarray) -> list[float] | None:
+    """Tight COCO box (x, y, w, h) of a boolean mask's pixels; None for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
+
+
 def safe_join(root: Path, relative: str, where: str) -> Path:
     """``root / relative``, refusing absolute paths and paths that climb out of ``root``."""
     rel = Path(relative)
@@ -159,9 +178,7 @@ def coco_ground_truth(dataset: BoxDataset, use_masks: bool = False):
                 "iscrowd": 0,
             }
             if masks is not None:
-                rle = mask_utils.encode(np.asfortranarray(masks[k].astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                ann["segmentation"] = rle
+                ann["segmentation"] = encode_rle(masks[k])
                 ann["area"] = float(masks[k].sum())
             anns.append(ann)
     cats = [{"id": i, "name": n} for i, n in enumerate(dataset.class_names) if i > 0]

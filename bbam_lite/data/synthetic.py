@@ -32,9 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from bbam_lite.data import textures
+from bbam_lite.data.coco import encode_rle, mask_bbox
 from bbam_lite.data.records import BoxDataset, DataError
 from bbam_lite.utils.io import atomic_write_json
 
@@ -361,11 +361,6 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 # Writing a dataset.
 
 
-def _mask_box(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min())]
-
-
 def _write_png(path: Path, index_map: np.ndarray, palette: list[int]) -> None:
     im = Image.fromarray(index_map.astype(np.uint8), mode="P")
     im.putpalette(palette)
@@ -403,16 +398,15 @@ def write_split(out: Path, split: str, n: int, settings: SynthSettings, progress
         for k, (mask, label) in enumerate(zip(scene.masks, scene.labels, strict=True)):
             cls_map[mask] = label
             obj_map[mask] = k + 1
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             anns.append(
                 {
                     "id": len(anns) + 1,
                     "image_id": image_id,
                     "category_id": int(label),
-                    "bbox": _mask_box(mask),
+                    "bbox": mask_bbox(mask),
                     "area": float(mask.sum()),
                     "iscrowd": 0,
-                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                    "segmentation": encode_rle(mask),
                 }
             )
         _write_png(cls_dir / f"{name}.png", cls_map, palette)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
-from bbam_lite.utils.io import atomic_save, atomic_write_json
+from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
 
 
 class RunSettingsError(ValueError):
@@ -221,9 +221,8 @@ def train_detector(
                 "elapsed": time.perf_counter() - t0,
             }
             atomic_save(ckpt_path, lambda tmp, p=payload: torch.save(p, tmp))
-            with open(log_path.with_suffix(".tmp"), "w", encoding="utf-8") as f:
+            with atomic_path(log_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(e) + "\n" for e in log)
-            log_path.with_suffix(".tmp").replace(log_path)
     bar.close()
     seconds = time.perf_counter() - t0
     metrics = evaluate_detector(model, val, dev, progress=progress)

@@ -7,20 +7,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from bbam_lite.data.coco import encode_rle, mask_bbox
 from bbam_lite.data.voc import voc_palette
 from bbam_lite.utils.io import atomic_save, atomic_write_json
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a boolean mask, JSON-ready (counts as str)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
 def write_semantic_png(path: Path, class_map: np.ndarray) -> None:
@@ -48,16 +38,7 @@ def coco_instances(images: list[dict], annotations: list[dict], class_names: lis
 def annotation(
     ann_id: int, image_id: int, label: int, fg: np.ndarray, ignore: np.ndarray, score: float, box: np.ndarray
 ) -> dict:
-    ys, xs = np.nonzero(fg)
-    if len(xs):
-        bbox = [
-            float(xs.min()),
-            float(ys.min()),
-            float(xs.max() + 1 - xs.min()),
-            float(ys.max() + 1 - ys.min()),
-        ]
-    else:
-        bbox = [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+    bbox = mask_bbox(fg) or [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
     return {
         "id": ann_id,
         "image_id": image_id,
