@@ -6,12 +6,17 @@ Every subcommand reports bad input in one line on stderr and exits with status 2
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+
+# Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser and
+# sets ``func`` (a function of the parsed arguments returning an exit status).
+COMMAND_MODULES: list[str] = []
 
 
 def _add_data_args(p: argparse.ArgumentParser, split: str | None = None) -> None:
@@ -334,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="cpu")
     demo.set_defaults(func=cmd_demo)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
