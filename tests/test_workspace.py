@@ -1,0 +1,49 @@
+"""The notebooks' shared run folder: parameter checks and caching by settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from bbam_lite.workspace import ParameterError, Workspace, check_parameters, settings_key
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("tiny", "synthetic", None, "cpu", 0, "r"), "unknown profile"),
+        ((3, "synthetic", None, "cpu", 0, "r"), "expected a string"),
+        (("smoke", "kitti", None, "cpu", 0, "r"), "dataset='kitti'"),
+        (("smoke", "voc", None, "cpu", 0, "r"), "needs the path"),
+        (("smoke", "synthetic", None, "cpu", "0", "r"), "seed='0': expected an integer"),
+        (("smoke", "synthetic", None, "cpu", True, "r"), "expected an integer"),
+        (("smoke", "synthetic", None, "tpu", 0, "r"), "device='tpu'"),
+        (("smoke", "synthetic", None, "cpu", 0, 5), "run_dir=5"),
+    ],
+)
+def test_bad_parameters_get_one_line_errors(args, message):
+    with pytest.raises(ParameterError, match=message) as err:
+        check_parameters(*args)
+    assert "\n" not in str(err.value)
+
+
+def test_settings_key_is_stable_and_order_free():
+    assert settings_key({"a": 1, "b": [1, 2]}) == settings_key({"b": [1, 2], "a": 1})
+    assert settings_key({"a": 1}) != settings_key({"a": 2})
+
+
+def test_workspace_caches_data_labels_and_results(tmp_path):
+    ws = Workspace.from_parameters("smoke", "synthetic", None, "cpu", 0, str(tmp_path))
+    assert len(ws.data("train")) == ws.profile.n_train
+    folder, q = ws.labels("box")
+    assert q["images"] == ws.profile.label_images
+    # a second workspace on the same folder reuses the labels instead of recomputing them
+    stamp = (folder / "quality.json").stat().st_mtime_ns
+    folder2, q2 = Workspace(tmp_path, "smoke").labels("box")
+    assert folder2 == folder and q2 == q and (folder / "quality.json").stat().st_mtime_ns == stamp
+    # other settings, other folder
+    assert Workspace(tmp_path, "smoke").labels("box", theta_fg=0.7)[0] != folder
+    calls = []
+    compute = lambda: calls.append(1) or {"value": 3}  # noqa: E731
+    assert ws.cached_json("study", {"x": 1}, compute) == {"value": 3}
+    assert ws.cached_json("study", {"x": 1}, compute) == {"value": 3}
+    assert len(calls) == 1
