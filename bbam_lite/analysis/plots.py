@@ -1,0 +1,274 @@
+"""Figures of the analysis chapters. Each function returns a matplotlib figure with a title, axis
+labels and a legend where there is more than one series; none shows or saves it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Circle, Rectangle
+
+from bbam_lite.analysis.heads import contour, relative_position
+
+COLOURS = {
+    "box head only": "tab:orange",
+    "cls head only": "tab:blue",
+    "both heads": "tab:green",
+    "box": "tab:gray",
+    "box_crf": "tab:purple",
+    "grabcut": "tab:red",
+    "bbam": "tab:green",
+    "BBAM": "tab:green",
+    "SimpleGrad": "tab:blue",
+    "SmoothGrad": "tab:orange",
+    "Grad-CAM": "tab:red",
+}
+METHOD_NAMES = {"box": "Box", "box_crf": "Box + CRF", "grabcut": "GrabCut", "bbam": "BBAM"}
+
+
+def _off(ax: plt.Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _box(ax: plt.Axes, box: Sequence[float], colour: str, style: str = "-", label: str | None = None) -> None:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, ls=style, lw=1.5, label=label))
+
+
+def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) -> plt.Figure:
+    """Fig. 6a: the definition of R drawn on ``mask`` (centroid, contour, r1, r2, theta), and |R| of
+    every pixel of the mask. ``pixel`` (row, col) is the example point; by default one inside the mask
+    about halfway between the centroid and the contour."""
+    R, norm = relative_position(mask)
+    ys, xs = np.nonzero(mask)
+    yc, xc = ys.mean(), xs.mean()
+    c = contour(mask)
+    if pixel is None:
+        cand = np.argwhere(np.abs(norm - 0.6) < 0.05)
+        pixel = tuple(cand[len(cand) // 3]) if len(cand) else (int(ys[0]), int(xs[0]))
+    py, px = pixel
+    cy, cx = np.argwhere(c)[np.argmin(np.hypot(*(np.argwhere(c) - np.array(pixel)).T))]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    ax = axes[0]
+    ax.imshow(mask, cmap="Greys", vmin=0, vmax=2.5)
+    ax.contour(c, levels=[0.5], colors="k", linewidths=1)
+    ax.plot([xc, px], [yc, py], "-", c="tab:blue", lw=2, label=r"$r_1 = \|x - x_c\|$")
+    ax.plot([px, cx], [py, cy], "-", c="tab:red", lw=2, label=r"$r_2 = \min_{c \in C}\|x - c\|$")
+    ax.plot([xc, xc + 0.6 * abs(px - xc) + 8], [yc, yc], ":", c="k", lw=1)
+    ax.plot(xc, yc, "o", c="tab:blue", ms=7, label=r"centroid $x_c$")
+    ax.plot(px, py, "s", c="k", ms=6, label="pixel $x$")
+    ax.annotate(r"$\theta$", (xc + 6, yc + (3 if py > yc else -3)), fontsize=12)
+    ax.set_title(r"$R = \frac{r_1}{r_1 + r_2}(\cos\theta, \sin\theta)$ (C: the contour)")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    im = axes[1].imshow(np.where(mask, norm, np.nan), cmap="viridis", vmin=0, vmax=1)
+    axes[1].set_title(r"$\|R\|$ of every pixel: 0 at the centroid, 1 on the contour")
+    axes[1].set_xlabel("x (px)")
+    axes[1].set_ylabel("y (px)")
+    fig.colorbar(im, ax=axes[1], label=r"$\|R\|$")
+    fig.suptitle("Fig. 6a: the relative position of a pixel in an object")
+    fig.tight_layout()
+    return fig
+
+
+def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure:
+    """Fig. 6b: R of the high-attribution pixels of each head (unit disc = the object), and the
+    distribution of |R| against that of all mask pixels."""
+    n = len(summaries)
+    fig, axes = plt.subplots(1, n + 1, figsize=(3.4 * (n + 1), 3.6))
+    for ax, (name, s) in zip(axes, summaries.items(), strict=False):
+        P = np.asarray(s["points"]).reshape(-1, 2)
+        ax.scatter(
+            P[:, 0], -P[:, 1], s=2, alpha=0.35, c=COLOURS.get(name, "k"), label=f"{len(P)} pixels shown"
+        )
+        ax.add_patch(Circle((0, 0), 1, fill=False, ec="k", lw=1, label="|R| = 1 (contour)"))
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name}: attribution > {s['threshold']}", fontsize=10)
+        ax.set_xlabel("$R_x$")
+        ax.set_ylabel("$R_y$ (up)")
+        ax.legend(loc="lower right", fontsize=7)
+    ax = axes[-1]
+    edges = np.asarray(next(iter(summaries.values()))["edges"])
+    mids = (edges[1:] + edges[:-1]) / 2
+    for name, s in summaries.items():
+        ax.plot(mids, s["hist"], "-o", ms=3, c=COLOURS.get(name, None), label=name)
+    ref = next(iter(summaries.values()))["reference_hist"]
+    ax.plot(mids, ref, "--", c="k", label="all mask pixels")
+    ax.set_xlabel(r"$\|R\|$ (0 centre, 1 contour)")
+    ax.set_ylabel("share of pixels")
+    ax.set_title(r"distribution of $\|R\|$", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.suptitle("Fig. 6b: where each head's high-attribution pixels lie in the object")
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
+    """Fig. 6c: both heads' losses per iteration when the mask keeps one head's outputs (or both)."""
+    n = len(curves)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
+        it = np.arange(len(c["box"]))
+        ax.plot(it, c["box"], c=COLOURS["box head only"], label="box-head loss")
+        ax.plot(it, c["cls"], c=COLOURS["cls head only"], label="cls-head loss")
+        ax.set_title(f"optimising: {name} ({c['objects']} objects)", fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("L1 change of the head's output (mean over objects)")
+    fig.suptitle("Fig. 6c: optimising one head's loss raises the other's")
+    fig.tight_layout()
+    return fig
+
+
+def grouped_bars(
+    rows: Sequence[dict[str, Any]],
+    group: str,
+    series: str,
+    metrics: Sequence[tuple[str, str]],
+    title: str,
+    xlabel: str,
+) -> plt.Figure:
+    """Bars of ``metrics`` ((key, axis label) pairs, one panel each) by ``group``, one bar per ``series``."""
+    groups = list(dict.fromkeys(r[group] for r in rows))
+    names = list(dict.fromkeys(r[series] for r in rows))
+    width = 0.8 / max(len(names), 1)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    for ax, (key, label) in zip(axes[0], metrics, strict=True):
+        for j, name in enumerate(names):
+            vals = [
+                next((r[key] for r in rows if r[group] == g and r[series] == name), np.nan) for g in groups
+            ]
+            x = np.arange(len(groups)) + (j - (len(names) - 1) / 2) * width
+            ax.bar(x, vals, width, label=METHOD_NAMES.get(name, name), color=COLOURS.get(name))
+        ax.set_xticks(np.arange(len(groups)), groups)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """Fig. 7a: pseudo-label quality against the box noise level, one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for ax, (key, label) in zip(
+        axes, (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU")), strict=True
+    ):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            sel = sorted((r for r in rows if r["method"] == method), key=lambda r: r["level"])
+            ax.plot(
+                [100 * r["level"] for r in sel],
+                [r[key] for r in sel],
+                "-o",
+                c=COLOURS.get(method),
+                label=METHOD_NAMES.get(method, method),
+            )
+        ax.axvline(0, c="k", lw=0.6, ls=":")
+        ax.set_xlabel("box noise (%): < 0 contracted, > 0 expanded")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    fig.suptitle("Fig. 7a: pseudo labels from noisy boxes")
+    fig.tight_layout()
+    return fig
+
+
+def iou_threshold_figure(study: dict[str, Any]) -> plt.Figure:
+    """Fig. 7c: IoU with the ground-truth mask of each attribution map thresholded at t."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for name, s in study["methods"].items():
+        if s["iou_by_threshold"]:
+            ax.plot(study["thresholds"], s["iou_by_threshold"], "-o", ms=3, c=COLOURS.get(name), label=name)
+    ax.set_xlabel("threshold t on the attribution map (scaled to max 1)")
+    ax.set_ylabel("IoU(map > t, ground-truth mask)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Fig. 7c: localisation by attribution method ({study['objects']} objects)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def attribution_grid(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> plt.Figure:
+    """One row per object: the image with its box, the ground truth, then each method's map.
+
+    Each row is ``{"image", "box", "gt", method: map, ...}``."""
+    cols = ["image", "ground truth", *methods]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(cols):
+            ax = axes[r, c]
+            _off(ax)
+            if name == "image":
+                ax.imshow(row["image"])
+                _box(ax, row["box"], "yellow")
+            elif name == "ground truth":
+                ax.imshow(row["gt"], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(row["image"])
+                im = ax.imshow(row[name], cmap="jet", vmin=0, vmax=1, alpha=0.55)
+                _box(ax, row["box"], "white", ":")
+            if r == 0:
+                ax.set_title(name, fontsize=10)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attribution (scaled to max 1)")
+    fig.suptitle("Attribution maps for the detector's outputs (dotted: the object's box)")
+    return fig
+
+
+def proposal_example_figure(
+    image: np.ndarray, example: Sequence[dict[str, Any]], bbam: np.ndarray
+) -> plt.Figure:
+    """Fig. 8: gradient maps of three positives of one object, each with its proposal and prediction,
+    and the object's BBAM."""
+    n = len(example)
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.9 * (n + 1), 3.3))
+    for ax, e in zip(axes, example, strict=False):
+        ax.imshow(image)
+        ax.imshow(e["map"], cmap="jet", vmin=0, vmax=1, alpha=0.55)
+        _box(ax, e["proposal"], "white", "--", "proposal")
+        _box(ax, e["prediction"], "yellow", "-", "prediction")
+        inside, high = e["share_high_inside"]
+        share = f"{inside / high:.0%}" if high else "-"
+        ax.set_title(
+            f"IoU(prop., pred.) {e['iou_proposal_prediction']:.2f}\n> 0.9 inside proposal: {share}",
+            fontsize=9,
+        )
+        _off(ax)
+    axes[0].legend(loc="lower left", fontsize=7)
+    axes[-1].imshow(image)
+    axes[-1].imshow(bbam, cmap="jet", vmin=0, vmax=1, alpha=0.55)
+    axes[-1].set_title("BBAM (all positives)", fontsize=9)
+    _off(axes[-1])
+    fig.suptitle("Fig. 8: SimpleGrad for three positives of one object, and its BBAM")
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figure(
+    rows: Sequence[dict[str, Any]],
+    x: str,
+    xlabel: str,
+    metrics: Sequence[tuple[str, str]],
+    title: str,
+    logx: bool,
+) -> plt.Figure:
+    """Metrics against a swept parameter (one line per metric)."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    xs = [r[x] for r in rows]
+    for key, label in metrics:
+        ax.plot(xs, [r[key] for r in rows], "-o", ms=4, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("score")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,268 @@
+"""The analysis package (Fig. 4, 6, 7, 8, Tables 5, 6): geometry, noise, statistics, and the BBAM
+and gradient paths on the shipped detector with a few iterations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bbam_lite.analysis import gradients, heads, label_noise, sensitivity, stride, study
+from bbam_lite.analysis.tables import markdown_table
+
+
+def disc(size: int = 41, radius: float = 15.0) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    c = (size - 1) / 2
+    return np.hypot(yy - c, xx - c) <= radius
+
+
+# ------------------------------------------------------------------------------ relative position
+def test_relative_position_is_zero_at_the_centroid_one_on_the_contour_and_grows_outwards():
+    mask = disc()
+    R, norm = heads.relative_position(mask)
+    assert np.isnan(norm[~mask]).all() and np.isfinite(norm[mask]).all()
+    assert norm[20, 20] == 0.0  # the centroid of a symmetric disc is its centre pixel
+    assert np.allclose(norm[heads.contour(mask)], 1.0)
+    ray = norm[20, 20:36]  # from the centre to the right edge
+    assert np.all(np.diff(ray) > 0) and ray[-1] == 1.0
+    assert np.allclose(np.hypot(R[..., 0], R[..., 1])[mask], norm[mask])
+    # the direction is the pixel's angle around the centroid; y points down as in the image
+    assert R[20, 30, 0] > 0 and abs(R[20, 30, 1]) < 1e-12
+    assert R[30, 20, 1] > 0 and abs(R[30, 20, 0]) < 1e-12
+
+
+def test_high_pixel_positions_separate_boundary_from_interior_maps():
+    mask = disc()
+    _, norm = heads.relative_position(mask)
+    ring = np.where(mask & (norm > 0.85), 1.0, 0.0)
+    core = np.where(mask & (norm < 0.3), 1.0, 0.0)
+    objs = [
+        study.StudyObject(
+            1, 0, np.zeros((41, 41, 3), np.uint8), np.array([5, 5, 36, 36], np.float32), 1, mask
+        )
+    ]
+    s_ring = heads.position_summary([study.ObjectMap(objs[0], ring, {})])
+    s_core = heads.position_summary([study.ObjectMap(objs[0], core, {})])
+    assert s_ring["median_norm"] > 0.85 > s_ring["reference_median_norm"] > 0.3 > s_core["median_norm"]
+    assert s_ring["share_near_boundary"] == 1.0 and s_core["share_near_boundary"] == 0.0
+    assert math.isclose(sum(s_ring["hist"]), 1.0) and math.isclose(sum(s_ring["reference_hist"]), 1.0)
+    # high pixels outside the object are counted, not placed
+    outside = ring.copy()
+    outside[0, :] = 1.0
+    s_out = heads.position_summary([study.ObjectMap(objs[0], outside, {})])
+    assert s_out["n_high"] == s_ring["n_high"] + 41
+    assert math.isclose(s_out["share_high_outside_mask"], 41 / s_out["n_high"])
+
+
+def test_head_switches_are_valid_configs():
+    from bbam_lite.attribution.bbam import BBAMConfig
+
+    for switches in heads.HEADS.values():
+        BBAMConfig(**switches)
+    assert {tuple(s.values()) for s in heads.HEADS.values()} == {(True, False), (False, True), (True, True)}
+
+
+# ------------------------------------------------------------------------------------ box noise
+def test_perturb_boxes_scales_width_and_height_by_the_level():
+    box = np.array([[20.0, 30.0, 70.0, 50.0]])  # 50 x 20
+    grown = label_noise.perturb_boxes(box, 0.2, 200, 200)
+    shrunk = label_noise.perturb_boxes(box, -0.2, 200, 200)
+    assert np.allclose(grown, [[15, 28, 75, 52]]) and np.allclose(shrunk, [[25, 32, 65, 48]])
+    assert np.allclose(label_noise.perturb_boxes(box, 0.0, 200, 200), box)
+    # expanded boxes are clipped to the image, contracted ones keep a pixel
+    assert np.allclose(label_noise.perturb_boxes(np.array([[0.0, 0, 10, 10]]), 0.4, 12, 12), [[0, 0, 12, 12]])
+    thin = label_noise.perturb_boxes(np.array([[10.0, 10, 11, 30]]), -0.99, 50, 50)
+    assert thin[0, 2] - thin[0, 0] >= 1 - 1e-6
+    with pytest.raises(ValueError, match="noise level"):
+        label_noise.perturb_boxes(box, 1.5, 200, 200)
+
+
+def test_noisy_dataset_draws_once_per_object_and_keeps_masks(tiny_synth):
+    from bbam_lite.data.synthetic import read_synthetic
+
+    ds = read_synthetic(tiny_synth, "train")
+    half, full = label_noise.noisy_dataset(ds, 0.1, 7, 3), label_noise.noisy_dataset(ds, 0.2, 7, 3)
+    assert len(full) == 3 and [r.image_id for r in full] == [r.image_id for r in list(ds)[:3]]
+    for r, h, f in zip(ds, half, full, strict=False):
+        inside = (
+            (f.boxes[:, 0] > 0) & (f.boxes[:, 1] > 0) & (f.boxes[:, 2] < r.width) & (f.boxes[:, 3] < r.height)
+        )
+        # the same draw u at every level: the displacement at 20% is twice that at 10% (unless clipped)
+        assert np.allclose((f.boxes - r.boxes)[inside], 2 * (h.boxes - r.boxes)[inside], atol=1e-3)
+        assert np.all(f.boxes[:, :2] <= r.boxes[:, :2] + 1e-4) and np.all(
+            f.boxes[:, 2:] >= r.boxes[:, 2:] - 1e-4
+        )
+        assert np.array_equal(f.load_masks(), r.load_masks())
+    other_seed = label_noise.noisy_dataset(ds, 0.2, 8, 3)
+    assert not np.allclose(other_seed[0].boxes, full[0].boxes)
+
+
+def test_degradation_reads_the_extremes():
+    rows = [{"method": "box", "level": lv, "miou": m} for lv, m in ((-0.2, 0.3), (0.0, 0.6), (0.2, 0.5))]
+    d = label_noise.degradation(rows)["box"]
+    assert d["clean"] == 0.6 and math.isclose(d["contracted"], -0.3) and math.isclose(d["expanded"], -0.1)
+
+
+# ------------------------------------------------------------------------------- sizes, tables
+def test_size_bins_are_terciles():
+    edges = stride.size_edges([0.01, 0.02, 0.03, 0.1, 0.2, 0.3])
+    assert [stride.size_bin(a, edges) for a in (0.01, 0.1, 0.3, 1.0)] == [0, 1, 2, 2]
+    rows = [
+        {"setting": "s", "area_ratio": a, "iou_map": i, "iou_label": i, "stride": 8.0}
+        for a, i in ((0.01, 0.1), (0.02, 0.3), (0.3, 0.9))
+    ]
+    summary = stride.summarise(rows, (0.0, 0.015, 0.1, 1.0))
+    assert [(s["size"], s["objects"]) for s in summary] == [("small", 1), ("medium", 1), ("large", 1)]
+
+
+def test_markdown_table_formats_and_marks_missing_values():
+    text = markdown_table(
+        [{"a": 0.12345, "b": "x"}, {"a": float("nan")}], [("a", "A", ".2f"), ("b", "B", "")]
+    )
+    assert text.splitlines() == ["| A | B |", "| --- | --- |", "| 0.12 | x |", "| - | - |"]
+
+
+def test_label_quality_of_the_ground_truth_is_perfect(tiny_synth):
+    from bbam_lite.data.synthetic import read_synthetic
+    from bbam_lite.pseudo.labels import InstanceLabel
+
+    ds = read_synthetic(tiny_synth, "train")
+    items = []
+    for rec in list(ds)[:3]:
+        none = np.zeros((rec.height, rec.width), bool)
+        items.append(
+            (
+                rec,
+                [
+                    InstanceLabel(int(c), b, m, none)
+                    for b, c, m in zip(rec.boxes, rec.labels, rec.load_masks(), strict=True)
+                ],
+            )
+        )
+    q = study.label_quality(items, ds.class_names)
+    assert q["miou"] == 1.0 and q["mean_instance_iou"] == 1.0 and q["ignore_fraction"] == 0.0
+
+
+def test_study_objects_need_masks(tiny_synth):
+    from dataclasses import replace
+
+    from bbam_lite.data.records import BoxDataset
+    from bbam_lite.data.synthetic import read_synthetic
+
+    ds = read_synthetic(tiny_synth, "train")
+    objs = study.study_objects(ds, 2)
+    assert len(objs) == sum(len(r.boxes) for r in list(ds)[:2])
+    assert all(o.gt.shape == o.image.shape[:2] and 0 < o.area_ratio < 1 for o in objs)
+    bare = BoxDataset([replace(r, mask_loader=None) for r in ds], ds.class_names, "bare")
+    with pytest.raises(ValueError, match="no instance masks"):
+        study.study_objects(bare, 1)
+
+
+# ------------------------------------------------------- the detector: BBAM, loss curves, gradients
+@pytest.fixture(scope="module")
+def smoke_ws(tmp_path_factory):
+    from bbam_lite.workspace import Workspace
+
+    return Workspace(tmp_path_factory.mktemp("analysis-run"), "smoke")
+
+
+def test_bbam_labels_maps_and_threshold_sweep_agree_with_generate(smoke_ws):
+    folder, q = study.bbam_labels(smoke_ws, n_images=1, iterations=3)
+    ds = smoke_ws.data("train")
+    maps = study.read_maps(folder, ds, 1)
+    assert len(maps) == len(ds[0].boxes) == q["objects"]
+    assert all(m.bbam.shape == m.obj.gt.shape and 0 <= m.bbam.min() <= m.bbam.max() <= 1 for m in maps)
+    assert all("stride" in m.info for m in maps)
+    # the same labels folder is found again, not remade
+    assert study.bbam_labels(smoke_ws, n_images=1, iterations=3)[0] == folder
+    settings = smoke_ws.label_settings("bbam", bbam={"iterations": 3})
+    rows = sensitivity.threshold_sweep(folder, ds, settings, 1, ((0.2, 0.8), (0.5, 0.5)))
+    default, equal = rows
+    # Table 5's default row recomputes what generate measured (maps are stored as float16)
+    assert abs(default["miou"] - q["miou"]) < 0.02
+    assert abs(default["mean_instance_iou"] - q["mean_instance_iou"]) < 0.02
+    assert equal["ignore_fraction"] == 0.0 and default["ignore_fraction"] >= 0.0
+    with pytest.raises(ValueError, match="paper preset"):
+        sensitivity.threshold_sweep(folder, ds, smoke_ws.label_settings("bbam", preset="official"), 1)
+
+
+def test_loss_curves_record_both_heads_from_zero(smoke_ws):
+    det = smoke_ws.detector()
+    objs = study.study_objects(smoke_ws.data("train"), 1)[:1]
+    cfg = smoke_ws.label_settings("bbam", bbam={"iterations": 3}).bbam_config()
+    curves = heads.loss_curves(det.model, objs, cfg, smoke_ws.mean())
+    assert set(curves) == set(heads.HEADS)
+    for c in curves.values():
+        assert len(c["box"]) == len(c["cls"]) == 4 and c["objects"] == 1
+        assert c["box"][0] == 0.0 and c["cls"][0] == 0.0  # a mask of ones is the clean image
+        assert c["mask_mean"][0] == 1.0 and c["mask_mean"][-1] < 1.0
+    rise = heads.loss_rise(curves)
+    assert rise["box head only"]["cls"] == curves["box head only"]["cls"][-1]
+
+
+def test_simplegrad_is_the_input_gradient_and_smoothgrad_without_noise_equals_it(smoke_ws):
+    from bbam_lite.detector.heads import roi_head_outputs
+
+    det = smoke_ws.detector().model
+    obj = study.study_objects(smoke_ws.data("train"), 1)[0]
+    task = obj.task()
+    proposal = torch.as_tensor(obj.box)
+    # by hand: |d p_c / d pixel|, max over colour channels, scaled to max 1
+    x = task.image.clone().requires_grad_(True)
+    det.eval()
+    p = roi_head_outputs(det, x[None], [proposal[None]]).probs[0, obj.label]
+    (g,) = torch.autograd.grad(p, x)
+    manual = g.abs().amax(0).numpy()
+    manual = manual / manual.max()
+    simple = gradients.attribution_map(det, task.image, proposal, obj.label, "SimpleGrad", head="cls")
+    assert simple.shape == obj.gt.shape and math.isclose(float(simple.max()), 1.0, rel_tol=1e-5)
+    assert np.allclose(simple, manual, atol=1e-4)
+    smooth = gradients.attribution_map(
+        det, task.image, proposal, obj.label, "SmoothGrad", head="cls", smooth_samples=2, smooth_std=0.0
+    )
+    assert np.allclose(smooth, simple, atol=1e-4)
+    both = gradients.attribution_map(det, task.image, proposal, obj.label, "SimpleGrad", head="both")
+    assert 0 <= both.min() and math.isclose(float(both.max()), 1.0, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="unknown gradient method"):
+        gradients.attribution_map(det, task.image, proposal, obj.label, "Occlusion")
+
+
+def test_gradcam_reads_the_fpn_level_of_the_proposal(smoke_ws):
+    det = smoke_ws.detector().model
+    obj = study.study_objects(smoke_ws.data("train"), 1)[0]
+    task = obj.task()
+    layer = gradients.roi_feature_layer(det, task.image, torch.as_tensor(obj.box))
+    assert any(layer is b for b in det.backbone.fpn.layer_blocks)
+    cam = gradients.attribution_map(det, task.image, torch.as_tensor(obj.box), obj.label, "Grad-CAM")
+    assert cam.shape == obj.gt.shape and 0 <= cam.min() and cam.max() <= 1
+
+
+def test_gradient_study_statistics(smoke_ws):
+    folder, _ = study.bbam_labels(smoke_ws, n_images=1, iterations=3)
+    maps = study.read_maps(folder, smoke_ws.data("train"), 1)[:1]
+    cfg = smoke_ws.label_settings("bbam", bbam={"iterations": 3}).bbam_config()
+    det = smoke_ws.detector().model
+    res = gradients.gradient_study(det, maps, cfg, methods=("SimpleGrad",), n_proposals=2, smooth_samples=2)
+    assert set(res["methods"]) == {"SimpleGrad", "BBAM"} and res["objects"] == 1
+    for s in res["methods"].values():
+        assert len(s["iou_by_threshold"]) == len(res["thresholds"])
+        assert 0 <= s["share_high_inside_proposal"] <= 1 and -1 <= s["correlation"] <= 1
+    if res["positives"]:
+        assert 0 < res["proposal_prediction_iou"] <= 1
+    from bbam_lite.attribution.bbam import prepare
+
+    pos = prepare(det, maps[0].obj.task(), cfg)
+    picks = gradients.spread_proposals(pos, 3)
+    assert len(set(picks)) == len(picks) == min(3, len(pos.proposals))
+
+
+def test_inside_share_and_pearson():
+    a = np.zeros((10, 10), np.float32)
+    a[2:4, 2:4] = 1.0
+    a[8, 8] = 0.95
+    assert gradients.inside_share(a, np.array([0, 0, 5, 5])) == (4, 5)
+    assert math.isclose(gradients.pearson(a, a > 0.5), gradients.pearson(a, a > 0.5))
+    assert gradients.pearson(np.ones((3, 3)), a[:3, :3]) == 0.0
