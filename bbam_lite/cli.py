@@ -137,9 +137,11 @@ def cmd_eval_detector(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_labels(args: argparse.Namespace) -> int:
+    from bbam_lite.attribution.engine import EngineOptions
     from bbam_lite.data.stats import channel_mean
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
+    from bbam_lite.utils.distributed import process_group
     from bbam_lite.weights import default_detector_path
 
     kind = dataset_kind(args.data, args.dataset)
@@ -164,22 +166,35 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--method {args.method} --boxes {args.boxes} on {kind} data needs --detector PATH"
             )
-        path = args.detector or default_detector_path()
-        loaded = load_detector(path, _device(args.device), class_names=ds.class_names)
-        detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
-    mean = channel_mean(ds) if args.method == "bbam" else None
-    q = generate(
-        ds,
-        settings,
-        args.out,
-        detector,
-        mean,
-        args.device,
-        args.limit,
-        args.batch_images,
-        det_info,
-        progress=not args.quiet,
-    )
+    if args.batch_objects != "auto" and not (args.batch_objects.isdigit() and int(args.batch_objects) > 0):
+        raise ValueError(f"--batch-objects must be a positive integer or auto, got {args.batch_objects!r}")
+    with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
+        device = _device(ranks.device(args.device))
+        if args.method == "bbam" or args.boxes == "detector":
+            path = args.detector or default_detector_path()
+            loaded = load_detector(path, device, class_names=ds.class_names)
+            detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
+        mean = channel_mean(ds) if args.method == "bbam" else None
+        batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
+        q = generate(
+            ds,
+            settings,
+            args.out,
+            detector,
+            mean,
+            device,
+            args.limit,
+            args.batch_images,
+            det_info,
+            progress=not args.quiet,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
+            barrier=ranks.barrier,
+            batch_objects=batch_objects,
+            engine=EngineOptions(precision=args.precision),
+        )
+    if not ranks.is_main:
+        return 0
     if "miou" in q:
         print(
             f"{args.out}: {q['images']} images, {q['objects']} objects; mIoU {q['miou']:.3f} "
@@ -323,7 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--batch-images", type=int, default=4, help="images whose objects BBAM optimises together"
     )
-    pl.add_argument("--device", default="cpu")
+    pl.add_argument(
+        "--batch-objects",
+        default="8",
+        help="objects BBAM optimises in one batch; auto: as many as fit the free GPU memory (default 8)",
+    )
+    pl.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="BBAM engine precision; auto: bf16 autocast on CUDA, fp32 on the CPU",
+    )
+    pl.add_argument(
+        "--device", default="cpu", help="cpu | cuda (under torchrun: cuda:LOCAL_RANK per process)"
+    )
     pl.set_defaults(func=cmd_pseudo_labels)
 
     demo = sub.add_parser(

@@ -9,12 +9,15 @@ positive proposal o, the box deltas t^c and the class probabilities p^c of the c
 
 Many objects (from one image or several) are optimised together: each has its own mask and its
 own Adam state (Adam is element-wise), and the detector sees them as one batch; the result is that
-of optimising them one by one. See :data:`PRESETS` for the paper's settings and the authors'.
+of optimising them one by one. The detector runs through :mod:`bbam_lite.attribution.engine`
+(frozen weights, so no weight gradients; bf16 and channels-last on GPUs). See :data:`PRESETS` for
+the paper's settings and the authors'.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,8 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bbam_lite.attribution.engine import EngineOptions, HeadRunner, auto_batch_size
 from bbam_lite.attribution.proposals import Positives, select_positives
-from bbam_lite.detector.heads import frozen, roi_head_outputs
+from bbam_lite.detector.heads import HeadOutputs, frozen
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,12 @@ class ObjectTask:
 
 @dataclass
 class ObjectResult:
-    """A BBAM and what it was made from; ``history`` holds what was asked to be recorded."""
+    """A BBAM and what it was made from; ``history`` holds what was asked to be recorded.
+
+    ``fault`` names a numerical fault (NaN or inf in the loss or the mask); the maps of such a
+    result are zeros, never NaN. ``precision`` is the one the result was computed at, ``retried``
+    says it is the fp32 retry of a reduced-precision run that faulted.
+    """
 
     key: Any
     mask: np.ndarray  # coarse mask (h, w) in [0, 1]
@@ -167,6 +176,17 @@ class ObjectResult:
     final_box_loss: float
     final_cls_loss: float
     history: dict[str, Any] = field(default_factory=dict)
+    fault: str | None = None
+    precision: str = "fp32"
+    retried: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.fault is not None
+
+
+class BBAMNumericalWarning(UserWarning):
+    """A BBAM object whose loss or mask went NaN or inf (retried at fp32, or marked failed)."""
 
 
 def _init_mask(cfg: BBAMConfig, pos: Positives, h: int, w: int, gh: int, gw: int, device) -> torch.Tensor:
@@ -202,27 +222,35 @@ def prepare(model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig) -> Positi
     )
 
 
-@torch.no_grad()
-def _batched_targets(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    tasks: Sequence[ObjectTask],
-    positives: Sequence[Positives],
-    counts: list[int],
-) -> list[Positives]:
-    """t^c and p^c recomputed on the clean images in the same batch as the optimisation.
+def _object_losses(
+    cfg: BBAMConfig,
+    out: HeadOutputs,
+    target_deltas: torch.Tensor,
+    target_probs: torch.Tensor,
+    row_labels: torch.Tensor,
+    segments: torch.Tensor,
+    counts: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`head_losses` of every object at once: per-proposal terms averaged per object."""
+    idx = torch.arange(len(row_labels), device=row_labels.device)
+    d = (out.deltas[idx, row_labels] - target_deltas).abs()
+    box_rows = d.sum(-1) if cfg.box_loss == "sum" else d.mean(-1) / 2
+    if cfg.cls_loss == "all":
+        cls_rows = (out.probs - target_probs).abs().sum(-1)
+    else:
+        cls_rows = (out.probs[idx, row_labels] - target_probs[idx, row_labels]).abs() / 2
+    k = len(counts)
+    box = box_rows.new_zeros(k).index_add(0, segments, box_rows) / counts
+    cls = cls_rows.new_zeros(k).index_add(0, segments, cls_rows) / counts
+    return box, cls
 
-    The L1 losses have a kink at zero residual: computed in a batch of another size, the clean
-    targets differ from the optimisation's outputs by float rounding, and the sign of that noise
-    would steer the first steps. Recomputed here, a mask of ones has exactly zero loss.
-    """
-    out = roi_head_outputs(model, images, [p.proposals for p in positives])
-    fixed, start = [], 0
-    for task, pos, n in zip(tasks, positives, counts, strict=True):
-        sl = slice(start, start + n)
-        start += n
-        fixed.append(replace(pos, target_deltas=out.deltas[sl, task.label], target_probs=out.probs[sl]))
-    return fixed
+
+def _fault_message(first_bad_iteration: int, mask_finite: bool) -> str | None:
+    if first_bad_iteration >= 0:
+        return f"non-finite loss from iteration {first_bad_iteration}"
+    if not mask_finite:
+        return "non-finite mask"
+    return None
 
 
 def optimise(
@@ -233,13 +261,18 @@ def optimise(
     positives: Sequence[Positives] | None = None,
     record: Sequence[str] = (),
     snapshot_every: int = 25,
+    engine: EngineOptions | None = None,
 ) -> list[ObjectResult]:
     """BBAMs of ``tasks`` (images of one size), optimised together.
 
     ``record`` may hold ``"losses"`` (per-iteration box/cls/L1/TV losses per object; both heads'
     losses are computed even when one head is switched off, for Fig. 6c), ``"snapshots"`` (the
     upsampled mask every ``snapshot_every`` iterations) and ``"proposals"`` (per-proposal outputs
-    on the clean and on the final perturbed image).
+    on the clean and on the final perturbed image). ``engine`` says how the detector runs
+    (:class:`~bbam_lite.attribution.engine.EngineOptions`; default: the device's fast settings).
+
+    An object whose loss or mask goes NaN or inf gets a ``fault`` and zero maps; the others are
+    unaffected (each object's loss depends on its own image and mask only).
     """
     if not tasks:
         return []
@@ -249,7 +282,9 @@ def optimise(
     ((h, w),) = sizes
     device = tasks[0].image.device
     mean = mean.to(device)
+    n = len(tasks)
     with frozen(model):
+        runner = HeadRunner(model, engine, device)
         if positives is None:
             positives = [prepare(model, t, cfg) for t in tasks]
         strides, masks = [], []
@@ -260,78 +295,145 @@ def optimise(
             gh, gw = math.ceil(h / s), math.ceil(w / s)
             strides.append(s)
             masks.append(_init_mask(cfg, pos, h, w, gh, gw, device).requires_grad_(True))
-        opt = torch.optim.Adam(masks, lr=cfg.lr)
         images = torch.stack([t.image for t in tasks])
-        counts = [len(p.proposals) for p in positives]
-        positives = _batched_targets(model, images, tasks, positives, counts)
-        hist: list[dict[str, list]] = [
-            {"box": [], "cls": [], "l1": [], "tv": [], "snapshots": []} for _ in tasks
-        ]
-        last = [(0.0, 0.0)] * len(tasks)
+        plan = runner.plan([p.proposals for p in positives], h, w)
+        counts_list = [len(p.proposals) for p in positives]
+        counts = torch.tensor(counts_list, device=device, dtype=torch.float32)
+        segments = torch.repeat_interleave(torch.arange(n, device=device), counts.long())
+        row_labels = torch.repeat_interleave(
+            torch.tensor([t.label for t in tasks], device=device), counts.long()
+        )
+        # t^c and p^c on the clean images, computed by the same engine in the same batch: the L1
+        # losses have a kink at zero residual, and targets from another batch size or precision
+        # differ from the optimisation's outputs by rounding whose sign would steer the first steps.
+        with torch.no_grad():
+            clean = runner(images, plan)
+        target_deltas = clean.deltas[torch.arange(len(row_labels), device=device), row_labels]
+        target_probs = clean.probs
+        opt = torch.optim.Adam(masks, lr=cfg.lr)
+        mean4 = mean.view(1, 3, 1, 1)
+        first_bad = torch.full((n,), -1, dtype=torch.long, device=device)
+        hist: dict[str, list[torch.Tensor]] = {"box": [], "cls": [], "l1": [], "tv": []}
+        snaps: list[list[tuple[int, np.ndarray]]] = [[] for _ in tasks]
+        out = clean
+        box_o = cls_o = images.new_zeros(n)
         for it in range(cfg.iterations + 1):
-            ups = torch.stack([upsample(m, h, w) for m in masks])
-            perturbed = torch.stack([perturb(images[j], ups[j], mean) for j in range(len(tasks))])
-            out = roi_head_outputs(model, perturbed, [p.proposals for p in positives])
-            total = perturbed.new_zeros(())
-            start = 0
-            for j, (task, pos, m) in enumerate(zip(tasks, positives, masks, strict=True)):
-                sl = slice(start, start + counts[j])
-                start += counts[j]
-                box_l, cls_l = head_losses(cfg, out.deltas[sl, task.label], out.probs[sl], pos, task.label)
-                l1 = m.sum()
-                tv = tv_norm(m, cfg.beta, cfg.tv_diagonal)
-                last[j] = (box_l.item(), cls_l.item())
-                if "losses" in record:
-                    hist[j]["box"].append(last[j][0])
-                    hist[j]["cls"].append(last[j][1])
-                    hist[j]["l1"].append(l1.item())
-                    hist[j]["tv"].append(tv.item())
-                if "snapshots" in record and it % snapshot_every == 0:
-                    hist[j]["snapshots"].append((it, ups[j].detach().cpu().numpy().astype(np.float32)))
-                total = total + cfg.lam * l1 + cfg.lam_tv * tv + cfg.use_box * box_l + cfg.use_cls * cls_l
-            if it == cfg.iterations:  # the last pass only measures the final masks
+            last = it == cfg.iterations  # the last pass only measures the final masks
+            up = torch.stack([upsample(m, h, w) for m in masks])[:, None]
+            perturbed = images * up + mean4 * (1 - up)
+            out = runner(perturbed, plan, decode=last and "proposals" in record)
+            box_o, cls_o = _object_losses(cfg, out, target_deltas, target_probs, row_labels, segments, counts)
+            l1 = torch.stack([m.sum() for m in masks])
+            tv = torch.stack([tv_norm(m, cfg.beta, cfg.tv_diagonal) for m in masks])
+            total = cfg.lam * l1 + cfg.lam_tv * tv + cfg.use_box * box_o + cfg.use_cls * cls_o
+            bad = ~(torch.isfinite(box_o) & torch.isfinite(cls_o) & torch.isfinite(total))
+            first_bad = torch.where(bad & (first_bad < 0), it, first_bad)
+            if "losses" in record:
+                for name, v in (("box", box_o), ("cls", cls_o), ("l1", l1), ("tv", tv)):
+                    hist[name].append(v.detach())
+            if "snapshots" in record and it % snapshot_every == 0:
+                for j in range(n):
+                    snaps[j].append((it, up[j, 0].detach().cpu().numpy().astype(np.float32)))
+            if last:
                 break
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            total.sum().backward()
             opt.step()
             with torch.no_grad():
                 for m in masks:
                     m.clamp_(0, 1)
 
+        first_bad_l = first_bad.tolist()
+        final_box, final_cls = box_o.detach().tolist(), cls_o.detach().tolist()
+        stacked = {k: torch.stack(v).cpu().T.tolist() for k, v in hist.items() if v}
         results = []
         start = 0
         for j, (task, pos, m) in enumerate(zip(tasks, positives, masks, strict=True)):
+            mask = m.detach()
+            fault = _fault_message(first_bad_l[j], bool(torch.isfinite(mask).all()))
+            if fault is not None:
+                mask = torch.zeros_like(mask)
             history: dict[str, Any] = {}
             if "losses" in record:
-                history.update({k: hist[j][k] for k in ("box", "cls", "l1", "tv")})
+                history.update({k: stacked[k][j] for k in ("box", "cls", "l1", "tv")})
             if "snapshots" in record:
-                history["snapshots"] = hist[j]["snapshots"]
+                history["snapshots"] = snaps[j]
+            sl = slice(start, start + counts_list[j])
+            start += counts_list[j]
             if "proposals" in record:
-                sl = slice(start, start + counts[j])
                 history["proposals"] = {
                     "boxes": pos.proposals.cpu().numpy(),
-                    "clean_probs": pos.target_probs[:, task.label].cpu().numpy(),
+                    "clean_probs": target_probs[sl, task.label].cpu().numpy(),
                     "clean_boxes": pos.pred_boxes.cpu().numpy(),
                     "final_probs": out.probs[sl, task.label].detach().cpu().numpy(),
                     "final_boxes": out.boxes[sl, task.label].detach().cpu().numpy(),
                 }
-            start += counts[j]
             results.append(
                 ObjectResult(
                     key=task.key,
-                    mask=m.detach().cpu().numpy().astype(np.float32),
-                    bbam=upsample(m.detach(), h, w).clamp(0, 1).cpu().numpy().astype(np.float32),
+                    mask=mask.cpu().numpy().astype(np.float32),
+                    bbam=upsample(mask, h, w).clamp(0, 1).cpu().numpy().astype(np.float32),
                     stride=strides[j],
                     n_positives=0 if pos.fallback else len(pos.proposals),
                     n_candidates=pos.n_candidates,
                     iou_threshold=pos.iou_threshold,
                     fallback=pos.fallback,
-                    final_box_loss=last[j][0],
-                    final_cls_loss=last[j][1],
+                    final_box_loss=final_box[j],
+                    final_cls_loss=final_cls[j],
                     history=history,
+                    fault=fault,
+                    precision=runner.options.precision,
                 )
             )
     return results
+
+
+def _describe(task: ObjectTask) -> str:
+    where = (
+        f"image {task.key[0]}, object {task.key[1]}"
+        if isinstance(task.key, tuple) and len(task.key) == 2
+        else f"object {task.key!r}"
+    )
+    box = ", ".join(f"{v:.1f}" for v in task.box.tolist())
+    return f"{where}, box [{box}], class {task.label}"
+
+
+def _size_groups(tasks: Sequence[ObjectTask], batch_size: int) -> list[list[int]]:
+    """Indices of ``tasks`` grouped by image size, at most ``batch_size`` per group, in order."""
+    order = sorted(range(len(tasks)), key=lambda i: tuple(tasks[i].image.shape[-2:]))
+    groups: list[list[int]] = []
+    for i in order:
+        same = bool(groups) and tasks[groups[-1][0]].image.shape == tasks[i].image.shape
+        if same and len(groups[-1]) < batch_size:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def probe_batch_size(
+    model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig, mean: torch.Tensor, engine: EngineOptions
+) -> int:
+    """Objects per batch that fill the free GPU memory (CUDA), from one object's measured peak;
+    the CPU default (8) elsewhere."""
+    device = task.image.device
+    if device.type != "cuda":
+        return 8
+    n_props = cfg.max_positives or 100
+    h, w = task.image.shape[-2:]
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with frozen(model):
+        runner = HeadRunner(model, engine, device)
+        plan = runner.plan([task.box.to(device)[None].repeat(n_props, 1)], h, w)
+        mask = torch.ones(math.ceil(h / 16), math.ceil(w / 16), device=device, requires_grad=True)
+        up = upsample(mask, h, w)
+        out = runner(perturb(task.image, up, mean.to(device))[None], plan)
+        (out.deltas.abs().sum() + out.probs.sum()).backward()
+    per_object = torch.cuda.max_memory_allocated(device) - base
+    free, _ = torch.cuda.mem_get_info(device)
+    return auto_batch_size(int(per_object * 1.2), int(free))
 
 
 def explain(
@@ -339,27 +441,72 @@ def explain(
     tasks: Sequence[ObjectTask],
     cfg: BBAMConfig,
     mean: torch.Tensor,
-    batch_size: int = 8,
+    batch_size: int | str = 8,
+    engine: EngineOptions | None = None,
     **kwargs: Any,
 ) -> list[ObjectResult]:
-    """BBAMs of any number of objects: grouped by image size, ``batch_size`` objects at a time."""
-    order = sorted(range(len(tasks)), key=lambda i: tuple(tasks[i].image.shape[-2:]))
+    """BBAMs of any number of objects: grouped by image size, ``batch_size`` objects at a time.
+
+    ``batch_size="auto"`` fills the free GPU memory (8 on the CPU); a batch that runs out of GPU
+    memory is split in two and redone. An object with a numerical fault (see :func:`optimise`) is
+    reported with a :class:`BBAMNumericalWarning` naming its image and box, redone alone at fp32 if
+    it ran in reduced precision, and otherwise returned with its ``fault`` set (zero maps): one bad
+    object never ends the run.
+    """
+    if not tasks:
+        return []
+    options = (engine or EngineOptions()).resolve(tasks[0].image.device)
+    if batch_size == "auto":
+        batch_size = probe_batch_size(model, tasks[0], cfg, mean, options)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     results: list[ObjectResult | None] = [None] * len(tasks)
-    i = 0
-    while i < len(order):
-        size = tuple(tasks[order[i]].image.shape[-2:])
-        group = [order[i]]
-        while (
-            len(group) < batch_size
-            and i + len(group) < len(order)
-            and tuple(tasks[order[i + len(group)]].image.shape[-2:]) == size
-        ):
-            group.append(order[i + len(group)])
-        with frozen(model):
-            pos = [prepare(model, tasks[k], cfg) for k in group]
-        for k, r in zip(
-            group, optimise(model, [tasks[k] for k in group], cfg, mean, pos, **kwargs), strict=True
-        ):
-            results[k] = r
-        i += len(group)
+    queue = _size_groups(tasks, batch_size)
+    while queue:
+        group = queue.pop(0)
+        try:
+            with frozen(model):
+                pos = [prepare(model, tasks[k], cfg) for k in group]
+            done = optimise(model, [tasks[k] for k in group], cfg, mean, pos, engine=options, **kwargs)
+        except torch.OutOfMemoryError:
+            if len(group) == 1:
+                raise
+            if tasks[0].image.is_cuda:
+                torch.cuda.empty_cache()
+            half = (len(group) + 1) // 2
+            warnings.warn(
+                f"BBAM: out of memory with {len(group)} objects in a batch; trying {half}",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            queue[:0] = [group[:half], group[half:]]
+            continue
+        for k, r in zip(group, done, strict=True):
+            results[k] = _handle_fault(model, tasks[k], r, cfg, mean, options, kwargs) if r.failed else r
     return [r for r in results if r is not None]
+
+
+def _handle_fault(
+    model: torch.nn.Module,
+    task: ObjectTask,
+    result: ObjectResult,
+    cfg: BBAMConfig,
+    mean: torch.Tensor,
+    options: EngineOptions,
+    kwargs: dict[str, Any],
+) -> ObjectResult:
+    """Report a faulty object; redo it alone at fp32 once if it ran in reduced precision."""
+    what = f"BBAM numerical fault: {_describe(task)}: {result.fault} ({result.precision})"
+    if options.reduced_precision:
+        warnings.warn(f"{what}; retrying at fp32", BBAMNumericalWarning, stacklevel=3)
+        with frozen(model):
+            pos = [prepare(model, task, cfg)]
+        fp32 = replace(options, precision="fp32")
+        retry = optimise(model, [task], cfg, mean, pos, engine=fp32, **kwargs)[0]
+        retry.retried = True
+        if not retry.failed:
+            return retry
+        result = retry
+        what = f"BBAM numerical fault: {_describe(task)}: {retry.fault} (fp32 retry)"
+    warnings.warn(f"{what}; object marked failed", BBAMNumericalWarning, stacklevel=3)
+    return result

@@ -11,6 +11,16 @@ Layout of a labels folder ``LABELS``::
 
 An image is finished when its ``images/<id>.npz`` exists; a rerun after a kill skips finished
 images and redoes the rest, so the final outputs equal those of an uninterrupted run.
+
+Several processes (``torchrun --nproc-per-node N -m bbam_lite pseudo-labels ...``) share the work:
+rank r of N labels the images at positions r, r + N, r + 2N, ... of the split (disjoint, and the
+same whatever was done before), records what it did in ``ranks/<r>-of-<N>.json``, and after a
+barrier rank 0 alone merges everything into ``instances.json`` and ``quality.json``.
+
+An object whose BBAM hits a numerical fault (NaN or inf, see
+:func:`bbam_lite.attribution.bbam.explain`) is marked failed: its box becomes an ignore region with
+no foreground, its info says ``"fallback": "numerical-fault:box-ignored"`` and the fault, and
+``quality.json`` counts it (``failed_objects``).
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +37,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bbam_lite.attribution.bbam import BBAMConfig, ObjectTask, explain, get_preset
+from bbam_lite.attribution.bbam import BBAMConfig, ObjectResult, ObjectTask, explain, get_preset
+from bbam_lite.attribution.engine import EngineOptions
 from bbam_lite.baselines import box_crf_instances, box_instances, grabcut_instances
 from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import image_tensor
@@ -36,6 +47,7 @@ from bbam_lite.metrics import ConfusionMatrix, best_match_ious
 from bbam_lite.pseudo.crf import CRFParams
 from bbam_lite.pseudo.labels import (
     InstanceLabel,
+    box_region,
     compose_overwrite,
     instances_to_semantic,
     refine_official,
@@ -46,6 +58,9 @@ from bbam_lite.pseudo.writers import annotation, coco_instances, write_coco_json
 from bbam_lite.utils.io import atomic_save, atomic_write_json
 
 METHODS = ("box", "box_crf", "grabcut", "bbam")
+
+#: The fallback label of an object whose BBAM hit a numerical fault.
+FAULT_FALLBACK = "numerical-fault:box-ignored"
 
 #: The paper's settings are for VOC images (shorter side about 375 px, detector input 800 px).
 PAPER_IMAGE_SIDE = 375.0
@@ -156,13 +171,15 @@ class PseudoLabeler:
         detector=None,
         mean: torch.Tensor | None = None,
         device: str = "cpu",
-        batch_objects: int = 8,
+        batch_objects: int | str = 8,
+        engine: EngineOptions | None = None,
     ) -> None:
         self.s = settings
         self.detector = detector
         self.device = device
         self.mean = mean if mean is not None else torch.tensor([0.485, 0.456, 0.406])
         self.batch_objects = batch_objects
+        self.engine = engine
         self.cfg = settings.bbam_config() if settings.method == "bbam" else None
 
     def label_images(self, recs: Sequence[ImageRecord]) -> list[tuple[list[InstanceLabel], list[dict], dict]]:
@@ -178,40 +195,59 @@ class PseudoLabeler:
             for r, im, (boxes, labels, _) in zip(recs, images, sources, strict=True)
             for k, (b, c) in enumerate(zip(boxes, labels, strict=True))
         ]
-        results = explain(self.detector, tasks, self.cfg, self.mean, batch_size=self.batch_objects)
+        results = explain(
+            self.detector, tasks, self.cfg, self.mean, batch_size=self.batch_objects, engine=self.engine
+        )
         by_key = {r.key: r for r in results}
-        out = []
-        for r, im, (boxes, labels, scores) in zip(recs, images, sources, strict=True):
-            h, w = im.shape[:2]
-            crf = self.s.crf_params(h, w) if self.s.crf else None
-            insts, info, maps = [], [], []
-            proposals = self._proposals(r, im) if self.s.refine == "proposals" else None
-            for k, (b, c, sc) in enumerate(zip(boxes, labels, scores, strict=True)):
-                res = by_key[(r.image_id, k)]
-                if self.s.preset == "official":
-                    fg, ign, extra = refine_official(
-                        im, res.bbam, b, res.stride, crf or self.s.crf_params(h, w)
-                    )
-                else:
-                    fg, ign, _ = refine_paper(im, res.bbam, b, crf, self.s.theta_fg, self.s.theta_bg)
-                    extra = {}
-                if proposals is not None:
-                    fg, extra["refined"] = self._refine(fg, proposals, b, h, w)
-                    ign &= ~fg
-                obj = {
-                    "stride": res.stride,
-                    "n_positives": res.n_positives,
-                    "iou_threshold": res.iou_threshold,
-                    "fallback": res.fallback,
-                    "box_loss": res.final_box_loss,
-                    "cls_loss": res.final_cls_loss,
-                    **extra,
-                }
-                insts.append(InstanceLabel(int(c), np.asarray(b, np.float32), fg, ign, float(sc), obj))
-                info.append(obj)
-                maps.append(res.bbam)
-            out.append((insts, info, {"bbam": np.array(maps, np.float16).reshape(-1, h, w)}))
-        return out
+        return [
+            self.instances_from_maps(r, im, src, [by_key[(r.image_id, k)] for k in range(len(src[0]))])
+            for r, im, src in zip(recs, images, sources, strict=True)
+        ]
+
+    def instances_from_maps(
+        self,
+        rec: ImageRecord,
+        image: np.ndarray,
+        source: tuple[np.ndarray, np.ndarray, np.ndarray],
+        results: Sequence[ObjectResult],
+    ) -> tuple[list[InstanceLabel], list[dict], dict]:
+        """Instances, per-object info and maps of one image from its objects' BBAM results."""
+        boxes, labels, scores = source
+        h, w = image.shape[:2]
+        crf = self.s.crf_params(h, w) if self.s.crf else None
+        insts, info, maps = [], [], []
+        proposals = self._proposals(rec, image) if self.s.refine == "proposals" else None
+        for b, c, sc, res in zip(boxes, labels, scores, results, strict=True):
+            if res.failed:
+                fg = np.zeros((h, w), bool)
+                ign, extra = box_region(np.asarray(b, np.float64), h, w), {}
+            elif self.s.preset == "official":
+                fg, ign, extra = refine_official(
+                    image, res.bbam, b, res.stride, crf or self.s.crf_params(h, w)
+                )
+            else:
+                fg, ign, _ = refine_paper(image, res.bbam, b, crf, self.s.theta_fg, self.s.theta_bg)
+                extra = {}
+            if proposals is not None and not res.failed:
+                fg, extra["refined"] = self._refine(fg, proposals, b, h, w)
+                ign &= ~fg
+            obj = {
+                "stride": res.stride,
+                "n_positives": res.n_positives,
+                "iou_threshold": res.iou_threshold,
+                "fallback": FAULT_FALLBACK if res.failed else res.fallback,
+                "box_loss": res.final_box_loss,
+                "cls_loss": res.final_cls_loss,
+                **extra,
+            }
+            if res.failed:
+                obj.update(failed=True, fault=res.fault, positives_fallback=res.fallback)
+            if res.retried:
+                obj["retried_fp32"] = True
+            insts.append(InstanceLabel(int(c), np.asarray(b, np.float32), fg, ign, float(sc), obj))
+            info.append(obj)
+            maps.append(res.bbam)
+        return insts, info, {"bbam": np.array(maps, np.float16).reshape(-1, h, w)}
 
     def _proposals(self, rec: ImageRecord, image: np.ndarray) -> np.ndarray:
         if self.s.mcg_dir:
@@ -254,6 +290,14 @@ class PseudoLabeler:
         return compose_overwrite(instances, height, width)
 
 
+def shard(recs: Sequence[ImageRecord], rank: int, world_size: int) -> list[ImageRecord]:
+    """The records rank ``rank`` of ``world_size`` labels: every ``world_size``-th from position
+    ``rank``. Disjoint, together complete, and independent of what earlier runs finished."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+    return list(recs[rank::world_size])
+
+
 def generate(
     dataset: BoxDataset,
     settings: PseudoLabelSettings,
@@ -265,32 +309,48 @@ def generate(
     batch_images: int = 4,
     provenance: dict | None = None,
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
+    batch_objects: int | str = 8,
+    engine: EngineOptions | None = None,
 ) -> dict:
-    """Label ``dataset`` (its first ``limit`` images) into ``out``; returns the quality dict."""
+    """Label ``dataset`` (its first ``limit`` images) into ``out``; returns the quality dict.
+
+    With ``world_size`` > 1 this is one of several processes (``barrier`` synchronises them): it
+    labels its :func:`shard`, and rank 0 merges all shards once every rank is through; other ranks
+    return a summary of their own work.
+    """
     from bbam_lite.detector.train import check_run_settings
 
     out = Path(out)
     needs_detector = settings.method == "bbam" or settings.boxes == "detector"
     if needs_detector and detector is None:
         raise ValueError(f"method {settings.method} with --boxes {settings.boxes} needs a detector")
+    if world_size > 1 and barrier is None:
+        raise ValueError("several processes need a barrier")
+    sync = barrier or (lambda: None)
     recs = list(dataset)[: limit if limit is not None else None]
-    check_run_settings(
-        out,
-        {
-            "settings": asdict(settings),
-            "dataset": dataset.name,
-            "root": str(dataset.root),
-            "limit": limit,
-            **(provenance or {}),
-        },
-    )
-    labeler = PseudoLabeler(settings, detector, mean, device)
-    todo = [r for r in recs if not (out / "images" / f"{r.image_id}.npz").exists()]
+    run_settings = {
+        "settings": asdict(settings),
+        "dataset": dataset.name,
+        "root": str(dataset.root),
+        "limit": limit,
+        **(provenance or {}),
+    }
+    if rank == 0:  # writes settings.json on a fresh run; the others check against it afterwards
+        check_run_settings(out, run_settings)
+    sync()
+    if rank != 0:
+        check_run_settings(out, run_settings)
+    labeler = PseudoLabeler(settings, detector, mean, device, batch_objects, engine)
+    mine = shard(recs, rank, world_size)
+    todo = [r for r in mine if not (out / "images" / f"{r.image_id}.npz").exists()]
     t0 = time.perf_counter()
     bar = tqdm(
-        total=len(recs),
-        initial=len(recs) - len(todo),
-        desc=f"pseudo labels ({settings.method})",
+        total=len(mine),
+        initial=len(mine) - len(todo),
+        desc=f"pseudo labels ({settings.method})" + (f" rank {rank}/{world_size}" if world_size > 1 else ""),
         unit="img",
         disable=not progress,
     )
@@ -308,7 +368,26 @@ def generate(
             bar.update(1)
     bar.close()
     seconds = time.perf_counter() - t0
-    return finalise(dataset, recs, labeler, out, seconds, len(todo))
+    own = {
+        "rank": rank,
+        "world_size": world_size,
+        "images": [r.image_id for r in mine],
+        "done_this_run": [r.image_id for r in todo],
+        "seconds_this_run": round(seconds, 1),
+    }
+    if world_size > 1:
+        atomic_write_json(out / "ranks" / f"{rank}-of-{world_size}.json", own)
+    sync()
+    if rank != 0:
+        return own
+    n_done = len(todo)
+    if world_size > 1:
+        n_done = sum(
+            len(json.loads((out / "ranks" / f"{r}-of-{world_size}.json").read_text())["done_this_run"])
+            for r in range(world_size)
+        )
+    quality = finalise(dataset, recs, labeler, out, time.perf_counter() - t0, n_done)
+    return quality
 
 
 def finalise(
@@ -325,7 +404,7 @@ def finalise(
     conf_strict = ConfusionMatrix(len(dataset.class_names))
     inst_ious: list[float] = []
     fallbacks: dict[str, int] = {}
-    n_objects = 0
+    n_objects = n_failed = 0
     has_masks = all(r.has_masks for r in recs) and len(recs) > 0
     for rec in recs:
         insts, info = load_image_result(out / "images" / f"{rec.image_id}.npz")
@@ -333,6 +412,7 @@ def finalise(
         for obj in info:
             if obj.get("fallback"):
                 fallbacks[obj["fallback"]] = fallbacks.get(obj["fallback"], 0) + 1
+            n_failed += bool(obj.get("failed"))
             if obj.get("grabcut_ran") is False:
                 fallbacks["grabcut-could-not-run"] = fallbacks.get("grabcut-could-not-run", 0) + 1
         images.append(
@@ -360,6 +440,7 @@ def finalise(
         "images": len(recs),
         "objects": n_objects,
         "fallbacks": fallbacks,
+        "failed_objects": n_failed,
         "seconds_this_run": round(seconds, 1),
         "images_this_run": n_done,
     }
