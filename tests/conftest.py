@@ -16,3 +16,24 @@ def tiny_synth(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synth") / "data"
     return synthesize(root, SynthSettings(n_train=8, n_val=4, seed=3, size=96), progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_detector(tmp_path_factory):
+    """A randomly initialised smoke-profile detector for the synthetic classes (BBAM then mostly
+    falls back to the annotated box, which exercises that path too)."""
+    import torch
+
+    from bbam_lite.data.synthetic import CLASSES
+    from bbam_lite.detector.model import build_detector, get_profile, save_detector
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("det") / "smoke.pt"
+    save_detector(
+        path,
+        build_detector(get_profile("smoke"), len(CLASSES)),
+        get_profile("smoke"),
+        ["background", *CLASSES],
+        {"note": "random init, tests only"},
+    )
+    return path

@@ -114,27 +114,6 @@ def test_eval_refuses_a_detector_for_other_classes(tmp_path, tiny_synth, capsys)
     assert "trained for 3 classes" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def smoke_detector(tmp_path_factory):
-    """A randomly initialised smoke-profile detector for the synthetic classes (BBAM then mostly
-    falls back to the annotated box, which exercises that path too)."""
-    import torch
-
-    from bbam_lite.data.synthetic import CLASSES
-    from bbam_lite.detector.model import build_detector, get_profile, save_detector
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("det") / "smoke.pt"
-    save_detector(
-        path,
-        build_detector(get_profile("smoke"), len(CLASSES)),
-        get_profile("smoke"),
-        ["background", *CLASSES],
-        {"note": "random init, tests only"},
-    )
-    return path
-
-
 def _outputs(folder) -> dict:
     inst = json.loads((folder / "instances.json").read_text())
     pngs = {p.name: p.read_bytes() for p in sorted((folder / "semantic").glob("*.png"))}

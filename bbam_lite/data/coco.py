@@ -97,6 +97,17 @@ def _decode_masks(anns: list[dict], height: int, width: int, where: str) -> np.n
     return masks
 
 
+def _bbox(ann: dict, where: str) -> list[float]:
+    """An annotation's ``bbox`` as 4 floats (None becomes NaN, so that clean_boxes reports it)."""
+    bbox = ann.get("bbox", [None] * 4)
+    try:
+        if len(bbox) != 4:
+            raise ValueError
+        return [np.nan if v is None else float(v) for v in bbox]
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: annotation {ann.get('id')} has bbox {bbox!r}, not 4 numbers") from None
+
+
 def read_coco(ann_file: Path, image_dir: Path, name: str | None = None) -> BoxDataset:
     """Read a COCO instances JSON and the folder its ``file_name`` entries are relative to."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
@@ -138,7 +149,7 @@ def read_coco(ann_file: Path, image_dir: Path, name: str | None = None) -> BoxDa
         if not path.is_file():
             raise DataError(f"{path}: image file not found (listed in {ann_file})")
         anns = by_image[img["id"]]
-        xywh = np.array([a.get("bbox", [np.nan] * 4) for a in anns], dtype=np.float64).reshape(-1, 4)
+        xywh = np.array([_bbox(a, where) for a in anns], dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes, keep = clean_boxes(xyxy, width, height, where, tally)
         if len(keep) == 0:

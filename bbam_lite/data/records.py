@@ -127,14 +127,21 @@ def load_rgb(path: Path) -> np.ndarray:
                 )
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit grey (Pillow opens some 16-bit PNGs as "I"): scale the 16-bit range to 8 bits,
+                # the same for every image, so that brightness keeps its meaning across a dataset
                 arr = np.asarray(im, dtype=np.float64)
-                top = arr.max() if arr.size and arr.max() > 0 else 1.0
-                arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+                if arr.size and (arr.min() < 0 or arr.max() > 65535):
+                    raise DataError(f"{path}: {im.mode} image with values outside the 16-bit range")
+                arr = np.round(arr / 257.0).astype(np.uint8)
                 return np.repeat(arr[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()  # alpha is dropped
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow refuses to open images over twice its own limit
+        raise DataError(
+            f"{path}: image is larger than the limit of {MAX_IMAGE_PIXELS} pixels ({exc})"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
