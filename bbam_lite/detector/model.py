@@ -142,11 +142,14 @@ def _gn(channels: int) -> nn.GroupNorm:
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    """Two 3x3 convolutions with GroupNorm and a skip; ``dilation`` > 1 for DeepLab-style stages."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        d = dilation
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, d, dilation=d, bias=False)
         self.n1 = _gn(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, d, dilation=d, bias=False)
         self.n2 = _gn(cout)
         self.skip = (
             nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _gn(cout))
@@ -275,10 +278,11 @@ def save_detector(
     atomic_save(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
-def _config_from_dict(d: dict) -> DetectorConfig:
-    known = {f.name for f in fields(DetectorConfig)}
+def _config_from_dict(d: dict, cls: type = DetectorConfig) -> Any:
+    """A config dataclass (``cls``) from a checkpoint's dict: unknown keys dropped, lists -> tuples."""
+    known = {f.name for f in fields(cls)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
-    return DetectorConfig(**values)
+    return cls(**values)
 
 
 @dataclass

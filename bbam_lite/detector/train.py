@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,10 +57,11 @@ class ImageCache:
         self.used = 0
         self.store: dict[int, np.ndarray] = {}
 
-    def get(self, rec: ImageRecord) -> np.ndarray:
+    def get(self, rec: ImageRecord, load: Callable[[ImageRecord], np.ndarray] | None = None) -> np.ndarray:
+        """The record's image (or what ``load`` makes of the record, e.g. its label map)."""
         img = self.store.get(rec.image_id)
         if img is None:
-            img = rec.load_image()
+            img = load(rec) if load is not None else rec.load_image()
             if self.used + img.nbytes <= self.budget:
                 self.store[rec.image_id] = img
                 self.used += img.nbytes

@@ -41,10 +41,21 @@ def crf_foreground(
 
     ``image`` is uint8 RGB (H, W, 3); ``prob`` float (H, W) in [0, 1].
     """
-    h, w = prob.shape
     p = np.clip(prob.astype(np.float32), eps, 1 - eps)
-    crf = dcrf.DenseCRF2D(w, h, 2)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(np.stack([1 - p, p]))))
+    return crf_marginals(image, np.stack([1 - p, p]), params, eps)[1]
+
+
+def crf_marginals(
+    image: np.ndarray, probs: np.ndarray, params: CRFParams = CRFParams(), eps: float = 1e-5
+) -> np.ndarray:
+    """Marginals Q (C, H, W) of a C-label dense CRF whose unary is -log ``probs`` (C, H, W).
+
+    Used for the post-processing of a segmentation network's softmax output (DeepLab's CRF).
+    """
+    c, h, w = probs.shape
+    p = np.clip(probs.astype(np.float32), eps, 1.0)
+    crf = dcrf.DenseCRF2D(w, h, c)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(p)))
     crf.addPairwiseGaussian(sxy=params.gauss_sxy, compat=params.gauss_weight)
     crf.addPairwiseBilateral(
         sxy=params.bilateral_sxy,
@@ -52,5 +63,4 @@ def crf_foreground(
         rgbim=np.ascontiguousarray(image[..., :3].astype(np.uint8)),
         compat=params.bilateral_weight,
     )
-    q = np.array(crf.inference(params.iterations), dtype=np.float32).reshape(2, h, w)
-    return q[1]
+    return np.array(crf.inference(params.iterations), dtype=np.float32).reshape(c, h, w)

@@ -47,6 +47,7 @@ def annotation(
         "ignore": encode_rle(ignore),
         "area": float(fg.sum()),
         "bbox": bbox,
+        "source_box": [float(v) for v in box[:4]],  # the box it was labelled from (x1, y1, x2, y2)
         "iscrowd": 0,
         "score": float(score),
     }
