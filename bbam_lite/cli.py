@@ -16,7 +16,7 @@ EXIT_BAD_INPUT = 2
 
 # Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser and
 # sets ``func`` (a function of the parsed arguments returning an exit status).
-COMMAND_MODULES: list[str] = ["bbam_lite.segment.cli"]
+COMMAND_MODULES: list[str] = ["bbam_lite.segment.cli", "bbam_lite.book.command"]
 
 
 def _add_data_args(p: argparse.ArgumentParser, split: str | None = None) -> None:

@@ -1,0 +1,185 @@
+"""Shared by test_notebooks.py and test_book.py: one smoke run of the whole book per test session,
+a normalised view of a notebook's outputs, and a headless Chromium driven over the DevTools protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+_RUNS: dict[Path, subprocess.CompletedProcess] = {}
+
+
+def book_env() -> dict[str, str]:
+    """The environment of a book-run subprocess: eager RoIAlign, one thread per kernel."""
+    env = dict(os.environ)
+    env.setdefault("BBAM_LITE_EAGER_ROI_ALIGN", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    return env
+
+
+def book_run_command(out: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "bbam_lite", "book", "run", "--profile", "smoke",
+        "--out", str(out), "--run-dir", str(run_dir), *extra,
+    ]  # fmt: skip
+
+
+def smoke_book(base: Path) -> subprocess.CompletedProcess:
+    """``bbam-lite book run --profile smoke`` of every notebook into ``base`` (once per session)."""
+    if base not in _RUNS:
+        _RUNS[base] = subprocess.run(
+            book_run_command(base / "chapters", base / "run"),
+            cwd=REPO,
+            env=book_env(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    return _RUNS[base]
+
+
+def _normalise(text: str) -> str:
+    # a chapter's last line reports its run time, the only output that differs between two runs
+    return "\n".join("<run time>" if "run time" in ln else ln for ln in text.splitlines())
+
+
+def notebook_outputs(path: Path) -> list:
+    """The outputs of every code cell (text, tables, images), without timing or metadata; the cell
+    papermill injects with the parameters is left out (its run_dir differs between runs)."""
+    nb = nbformat.read(path, as_version=4)
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
+            continue
+        for o in cell.outputs:
+            if o.output_type == "stream":
+                out.append(("stream", o.name, _normalise(o.text)))
+            elif o.output_type in ("execute_result", "display_data"):
+                data = {k: _normalise(v) if isinstance(v, str) else json.dumps(v) for k, v in o.data.items()}
+                out.append((o.output_type, data))
+            elif o.output_type == "error":
+                out.append(("error", o.ename, o.evalue))
+    return out
+
+
+def error_outputs(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [
+        f"{o.ename}: {o.evalue}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
+
+
+# ------------------------------------------------------------------------------- Chromium (CDP)
+PAGE_STATE = (
+    "JSON.stringify({images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, "
+    "complete: i.complete, width: i.naturalWidth})), "
+    "math: document.querySelectorAll('mjx-container').length, title: document.title})"
+)
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def load_pages(urls: list[str], timeout: float = 90.0, settle: float = 2.0) -> list[dict]:
+    """Open each URL in one headless Chromium; per page: every request made, every failed load,
+    its images (loaded or not, natural width) and the number of typeset formulas."""
+    import websocket
+
+    profile = tempfile.mkdtemp(prefix="bbam-chromium-")
+    proc = subprocess.Popen(
+        [
+            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+            "--remote-debugging-port=0", "--window-size=1280,900", "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        start = time.monotonic()
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if time.monotonic() - start > timeout or proc.poll() is not None:
+                raise RuntimeError("headless Chromium did not start")
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as resp:
+            target = next(t for t in json.load(resp) if t["type"] == "page")
+        ws = websocket.create_connection(
+            target["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True
+        )
+        counter = 0
+        events: list[dict] = []
+
+        def call(method: str, **params) -> dict:
+            nonlocal counter
+            counter += 1
+            ws.send(json.dumps({"id": counter, "method": method, "params": params}))
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("id") == counter:
+                    return msg.get("result", {})
+                events.append(msg)
+
+        results = []
+        call("Network.enable")
+        call("Page.enable")
+        for url in urls:
+            events.clear()
+            call("Page.navigate", url=url)
+            loaded, deadline = False, time.monotonic() + timeout
+            while not loaded and time.monotonic() < deadline:
+                ws.settimeout(max(deadline - time.monotonic(), 0.1))
+                events.append(json.loads(ws.recv()))
+                loaded = events[-1].get("method") == "Page.loadEventFired"
+            settle_end = time.monotonic() + settle  # let MathJax typeset and fetch its fonts
+            while time.monotonic() < settle_end:
+                ws.settimeout(max(settle_end - time.monotonic(), 0.05))
+                try:
+                    events.append(json.loads(ws.recv()))
+                except websocket.WebSocketTimeoutException:
+                    break
+            ws.settimeout(timeout)
+            state = json.loads(
+                call("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)["result"]["value"]
+            )
+            requests = {
+                e["params"]["requestId"]: e["params"]["request"]["url"]
+                for e in events
+                if e.get("method") == "Network.requestWillBeSent"
+            }
+            failed = [
+                (requests.get(e["params"]["requestId"], "?"), e["params"].get("errorText"))
+                for e in events
+                if e.get("method") == "Network.loadingFailed"
+            ]
+            results.append({"url": url, "loaded": loaded, "requests": sorted(set(requests.values())),
+                            "failed": failed, **state})  # fmt: skip
+        ws.close()
+        return results
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def remote(url: str) -> bool:
+    return not re.match(r"^(file|data|blob|about):", url)
