@@ -199,8 +199,10 @@ def test_loss_curves_record_both_heads_from_zero(smoke_ws):
         assert len(c["box"]) == len(c["cls"]) == 4 and c["objects"] == 1
         assert c["box"][0] == 0.0 and c["cls"][0] == 0.0  # a mask of ones is the clean image
         assert c["mask_mean"][0] == 1.0 and c["mask_mean"][-1] < 1.0
-    rise = heads.loss_rise(curves)
-    assert rise["box head only"]["cls"] == curves["box head only"]["cls"][-1]
+    rows = {r["head"]: r for r in heads.left_out_losses(curves)}
+    assert rows["cls"]["left_out"] == curves["box head only"]["cls"][-1]
+    assert rows["cls"]["optimised"] == curves["cls head only"]["cls"][-1]
+    assert math.isclose(rows["box"]["ratio"], rows["box"]["left_out"] / rows["box"]["optimised"])
 
 
 def test_simplegrad_is_the_input_gradient_and_smoothgrad_without_noise_equals_it(smoke_ws):
@@ -250,6 +252,7 @@ def test_gradient_study_statistics(smoke_ws):
     for s in res["methods"].values():
         assert len(s["iou_by_threshold"]) == len(res["thresholds"])
         assert 0 <= s["share_high_inside_proposal"] <= 1 and -1 <= s["correlation"] <= 1
+        assert 0 <= s["share_top2_inside_proposal"] <= 1
     if res["positives"]:
         assert 0 < res["proposal_prediction_iou"] <= 1
     from bbam_lite.attribution.bbam import prepare
@@ -264,5 +267,6 @@ def test_inside_share_and_pearson():
     a[2:4, 2:4] = 1.0
     a[8, 8] = 0.95
     assert gradients.inside_share(a, np.array([0, 0, 5, 5])) == (4, 5)
+    assert gradients.top_inside_share(a, np.array([0, 0, 5, 5]), 0.05) == (4, 5)
     assert math.isclose(gradients.pearson(a, a > 0.5), gradients.pearson(a, a > 0.5))
     assert gradients.pearson(np.ones((3, 3)), a[:3, :3]) == 0.0

@@ -75,9 +75,14 @@ def noisy_dataset(
 
 
 def noisy_labels(
-    ws, method: str, level: float, n_images: int | None = None, iterations: int | None = None
+    ws,
+    method: str,
+    level: float,
+    n_images: int | None = None,
+    iterations: int | None = None,
+    split: str = "train",
 ) -> tuple[Path, dict]:
-    """Pseudo labels of ``method`` made from the workspace's training boxes at noise ``level``.
+    """Pseudo labels of ``method`` made from the boxes of the workspace's ``split`` at noise ``level``.
 
     Cached under ``RUN/labels/<method>-noise<level>-<key>``; the folder is resumable like every
     labels folder. ``iterations`` overrides the profile's BBAM iterations.
@@ -88,15 +93,17 @@ def noisy_labels(
     n = ws.profile.study_images if n_images is None else n_images
     bbam = {"iterations": int(iterations)} if iterations is not None and method == "bbam" else {}
     if level == 0:  # the clean boxes: the workspace's own labels, shared with the other chapters
-        return ws.labels(method, limit=n, bbam=bbam)
+        return ws.labels(method, split=split, limit=n, bbam=bbam)
     settings = ws.label_settings(method, bbam=bbam)
-    key = settings_key({"settings": asdict(settings), "level": level, "limit": n, "seed": ws.seed})
+    key = settings_key(
+        {"settings": asdict(settings), "level": level, "split": split, "limit": n, "seed": ws.seed}
+    )
     out = ws.run_dir / "labels" / f"{method}-noise{level:+.2f}-{key}"
     if (out / "quality.json").exists():
         import json
 
         return out, json.loads((out / "quality.json").read_text())
-    ds = noisy_dataset(ws.data("train"), level, ws.seed, n)
+    ds = noisy_dataset(ws.data(split), level, ws.seed, n)
     det = ws.detector() if method == "bbam" else None
     quality = generate(
         ds,
@@ -118,6 +125,7 @@ def noise_study(
     methods: tuple[str, ...] = METHODS,
     n_images: int | None = None,
     iterations: int | None = None,
+    split: str = "train",
 ) -> list[dict[str, Any]]:
     """One row per (method, level): pseudo-label mIoU, mean instance IoU, ignored share, fallbacks."""
     from bbam_lite.analysis.study import quality_row
@@ -125,7 +133,7 @@ def noise_study(
     rows = []
     for method in methods:
         for level in levels:
-            _, q = noisy_labels(ws, method, level, n_images, iterations)
+            _, q = noisy_labels(ws, method, level, n_images, iterations, split)
             rows.append(quality_row(q, method=method, level=level))
     return rows
 

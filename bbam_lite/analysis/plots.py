@@ -51,7 +51,7 @@ def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) 
         pixel = tuple(cand[len(cand) // 3]) if len(cand) else (int(ys[0]), int(xs[0]))
     py, px = pixel
     cy, cx = np.argwhere(c)[np.argmin(np.hypot(*(np.argwhere(c) - np.array(pixel)).T))]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(10.5, 4.4))
     ax = axes[0]
     ax.imshow(mask, cmap="Greys", vmin=0, vmax=2.5)
     ax.contour(c, levels=[0.5], colors="k", linewidths=1)
@@ -61,17 +61,16 @@ def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) 
     ax.plot(xc, yc, "o", c="tab:blue", ms=7, label=r"centroid $x_c$")
     ax.plot(px, py, "s", c="k", ms=6, label="pixel $x$")
     ax.annotate(r"$\theta$", (xc + 6, yc + (3 if py > yc else -3)), fontsize=12)
-    ax.set_title(r"$R = \frac{r_1}{r_1 + r_2}(\cos\theta, \sin\theta)$ (C: the contour)")
+    ax.set_title(r"$R = \frac{r_1}{r_1 + r_2}(\cos\theta, \sin\theta)$, C: the contour", fontsize=10)
     ax.legend(loc="lower left", fontsize=8)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
     im = axes[1].imshow(np.where(mask, norm, np.nan), cmap="viridis", vmin=0, vmax=1)
-    axes[1].set_title(r"$\|R\|$ of every pixel: 0 at the centroid, 1 on the contour")
+    axes[1].set_title(r"$\|R\|$ of every pixel: 0 at the centroid, 1 on the contour", fontsize=10)
     axes[1].set_xlabel("x (px)")
     axes[1].set_ylabel("y (px)")
     fig.colorbar(im, ax=axes[1], label=r"$\|R\|$")
     fig.suptitle("Fig. 6a: the relative position of a pixel in an object")
-    fig.tight_layout()
     return fig
 
 
@@ -79,7 +78,7 @@ def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure
     """Fig. 6b: R of the high-attribution pixels of each head (unit disc = the object), and the
     distribution of |R| against that of all mask pixels."""
     n = len(summaries)
-    fig, axes = plt.subplots(1, n + 1, figsize=(3.4 * (n + 1), 3.6))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.4 * (n + 1), 3.6))
     for ax, (name, s) in zip(axes, summaries.items(), strict=False):
         P = np.asarray(s["points"]).reshape(-1, 2)
         ax.scatter(
@@ -105,14 +104,13 @@ def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure
     ax.set_title(r"distribution of $\|R\|$", fontsize=10)
     ax.legend(fontsize=7)
     fig.suptitle("Fig. 6b: where each head's high-attribution pixels lie in the object")
-    fig.tight_layout()
     return fig
 
 
 def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
     """Fig. 6c: both heads' losses per iteration when the mask keeps one head's outputs (or both)."""
     n = len(curves)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, layout="constrained", figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
     for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
         it = np.arange(len(c["box"]))
         ax.plot(it, c["box"], c=COLOURS["box head only"], label="box-head loss")
@@ -122,7 +120,6 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("L1 change of the head's output (mean over objects)")
     fig.suptitle("Fig. 6c: optimising one head's loss raises the other's")
-    fig.tight_layout()
     return fig
 
 
@@ -138,7 +135,9 @@ def grouped_bars(
     groups = list(dict.fromkeys(r[group] for r in rows))
     names = list(dict.fromkeys(r[series] for r in rows))
     width = 0.8 / max(len(names), 1)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), layout="constrained", figsize=(4.6 * len(metrics), 3.6), squeeze=False
+    )
     for ax, (key, label) in zip(axes[0], metrics, strict=True):
         for j, name in enumerate(names):
             vals = [
@@ -152,13 +151,12 @@ def grouped_bars(
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
 def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
     """Fig. 7a: pseudo-label quality against the box noise level, one line per method."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(9.5, 3.6))
     for ax, (key, label) in zip(
         axes, (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU")), strict=True
     ):
@@ -176,13 +174,12 @@ def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     fig.suptitle("Fig. 7a: pseudo labels from noisy boxes")
-    fig.tight_layout()
     return fig
 
 
 def iou_threshold_figure(study: dict[str, Any]) -> plt.Figure:
     """Fig. 7c: IoU with the ground-truth mask of each attribution map thresholded at t."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    fig, ax = plt.subplots(layout="constrained", figsize=(5.6, 3.8))
     for name, s in study["methods"].items():
         if s["iou_by_threshold"]:
             ax.plot(study["thresholds"], s["iou_by_threshold"], "-o", ms=3, c=COLOURS.get(name), label=name)
@@ -191,16 +188,21 @@ def iou_threshold_figure(study: dict[str, Any]) -> plt.Figure:
     ax.set_ylim(0, 1)
     ax.set_title(f"Fig. 7c: localisation by attribution method ({study['objects']} objects)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
-def attribution_grid(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> plt.Figure:
+def attribution_grid(
+    rows: Sequence[dict[str, Any]],
+    methods: Sequence[str],
+    title: str = "Attribution maps for the detector's outputs (dotted: the object's box)",
+) -> plt.Figure:
     """One row per object: the image with its box, the ground truth, then each method's map.
 
     Each row is ``{"image", "box", "gt", method: map, ...}``."""
     cols = ["image", "ground truth", *methods]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), layout="constrained", figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c, name in enumerate(cols):
             ax = axes[r, c]
@@ -216,8 +218,8 @@ def attribution_grid(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
                 _box(ax, row["box"], "white", ":")
             if r == 0:
                 ax.set_title(name, fontsize=10)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attribution (scaled to max 1)")
-    fig.suptitle("Attribution maps for the detector's outputs (dotted: the object's box)")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attribution (BBAM: mask value)")
+    fig.suptitle(title)
     return fig
 
 
@@ -227,16 +229,17 @@ def proposal_example_figure(
     """Fig. 8: gradient maps of three positives of one object, each with its proposal and prediction,
     and the object's BBAM."""
     n = len(example)
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.9 * (n + 1), 3.3))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.1 * (n + 1), 3.6))
     for ax, e in zip(axes, example, strict=False):
         ax.imshow(image)
         ax.imshow(e["map"], cmap="jet", vmin=0, vmax=1, alpha=0.55)
         _box(ax, e["proposal"], "white", "--", "proposal")
         _box(ax, e["prediction"], "yellow", "-", "prediction")
-        inside, high = e["share_high_inside"]
-        share = f"{inside / high:.0%}" if high else "-"
+        inside, top = e["share_top_inside"]
+        share = f"{inside / top:.0%}" if top else "-"
         ax.set_title(
-            f"IoU(prop., pred.) {e['iou_proposal_prediction']:.2f}\n> 0.9 inside proposal: {share}",
+            f"IoU(proposal, prediction) {e['iou_proposal_prediction']:.2f}\n"
+            f"top 2% pixels in proposal: {share}",
             fontsize=9,
         )
         _off(ax)
@@ -246,7 +249,6 @@ def proposal_example_figure(
     axes[-1].set_title("BBAM (all positives)", fontsize=9)
     _off(axes[-1])
     fig.suptitle("Fig. 8: SimpleGrad for three positives of one object, and its BBAM")
-    fig.tight_layout()
     return fig
 
 
@@ -259,7 +261,7 @@ def sweep_figure(
     logx: bool,
 ) -> plt.Figure:
     """Metrics against a swept parameter (one line per metric)."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    fig, ax = plt.subplots(layout="constrained", figsize=(5.6, 3.8))
     xs = [r[x] for r in rows]
     for key, label in metrics:
         ax.plot(xs, [r[key] for r in rows], "-o", ms=4, label=label)
@@ -270,5 +272,54 @@ def sweep_figure(
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    return fig
+
+
+def noise_example_figure(image: np.ndarray, boxes: dict[float, np.ndarray]) -> plt.Figure:
+    """One image with its boxes at several noise levels (``{level: (N, 4) boxes}``): clean boxes in
+    yellow, contracted ones in blue, expanded ones in red (darker = stronger noise)."""
+    fig, ax = plt.subplots(layout="constrained", figsize=(4.8, 4.8))
+    ax.imshow(image)
+    top = max((abs(v) for v in boxes), default=1.0) or 1.0
+    for level, bs in sorted(boxes.items()):
+        if level == 0:
+            colour, style, lw = "yellow", "-", 2.0
+        else:
+            cmap = plt.get_cmap("Reds" if level > 0 else "Blues")
+            colour, style, lw = cmap(0.45 + 0.5 * abs(level) / top), "--", 1.4
+        for i, b in enumerate(np.asarray(bs).reshape(-1, 4)):
+            x1, y1, x2, y2 = (float(v) for v in b)
+            ax.add_patch(
+                Rectangle(
+                    (x1, y1),
+                    x2 - x1,
+                    y2 - y1,
+                    fill=False,
+                    ec=colour,
+                    ls=style,
+                    lw=lw,
+                    label=f"{100 * level:+.0f}%" if i == 0 else None,
+                )
+            )
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.85, title="box noise", title_fontsize=7)
+    ax.set_title("the box labels at each noise level")
+    _off(ax)
+    return fig
+
+
+def stride_curve_figure(
+    fixed: Sequence[float] = (24.0, 48.0), base: float = 16.0, gain: float = 48.0
+) -> plt.Figure:
+    """s(a) = base + gain sqrt(a) against the fixed strides of Fig. 7b, in the paper's pixels."""
+    a = np.linspace(0, 1, 201)
+    fig, ax = plt.subplots(layout="constrained", figsize=(5.4, 3.6))
+    ax.plot(
+        a, base + gain * np.sqrt(a), c=COLOURS["BBAM"], label=f"adaptive s(a) = {base:g} + {gain:g} sqrt(a)"
+    )
+    for s, style in zip(fixed, ("--", ":"), strict=False):
+        ax.axhline(s, ls=style, c="k", label=f"fixed s = {s:g}")
+    ax.set_xlabel("a = predicted-box area / image area")
+    ax.set_ylabel("stride s (paper px, VOC images)")
+    ax.set_title("Perturbation unit size: adaptive against fixed")
+    ax.legend(fontsize=8)
     return fig

@@ -47,14 +47,18 @@ PAPER_TABLE5 = {
 
 
 def lambda_sweep(
-    ws, lambdas: Sequence[float] = LAMBDAS, n_images: int | None = None, iterations: int | None = None
+    ws,
+    lambdas: Sequence[float] = LAMBDAS,
+    n_images: int | None = None,
+    iterations: int | None = None,
+    split: str = "train",
 ) -> list[dict[str, Any]]:
-    """Table 6: pseudo-label quality and the mean mask value inside the box for each lambda."""
+    """Table 6: pseudo-label quality and the mean map value on and off the object for each lambda."""
     rows = []
-    ds = ws.data("train")
+    ds = ws.data(split)
     n = ws.profile.study_images if n_images is None else n_images
     for lam in lambdas:
-        folder, q = bbam_labels(ws, n_images, iterations, lam=float(lam))
+        folder, q = bbam_labels(ws, n_images, iterations, split, lam=float(lam))
         maps = read_maps(folder, ds, n)
         inside = [float(m.bbam[m.obj.gt].mean()) for m in maps]
         outside = [float(m.bbam[~m.obj.gt].mean()) for m in maps]

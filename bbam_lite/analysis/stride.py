@@ -80,12 +80,13 @@ def stride_study(
     settings: dict[str, dict[str, Any]] = STRIDES,
     n_images: int | None = None,
     iterations: int | None = None,
+    split: str = "train",
 ) -> dict[str, Any]:
     """Per-object rows for every setting, the pseudo-label quality of each, and a summary by size."""
     rows, quality = [], []
-    ds = ws.data("train")
+    ds = ws.data(split)
     for name, overrides in settings.items():
-        folder, q = bbam_labels(ws, n_images, iterations, **overrides)
+        folder, q = bbam_labels(ws, n_images, iterations, split, **overrides)
         n = ws.profile.study_images if n_images is None else n_images
         rows += object_rows(read_maps(folder, ds, n), name, _label_masks(folder))
         quality.append(quality_row(q, setting=name))

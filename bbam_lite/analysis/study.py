@@ -104,8 +104,10 @@ def read_maps(folder: Path, dataset: BoxDataset, n_images: int | None) -> list[O
     return out
 
 
-def bbam_labels(ws, n_images: int | None = None, iterations: int | None = None, **bbam: Any):
-    """BBAM pseudo labels of the workspace for the study images: ``(folder, quality)``.
+def bbam_labels(
+    ws, n_images: int | None = None, iterations: int | None = None, split: str = "train", **bbam: Any
+):
+    """BBAM pseudo labels of the workspace for the study images of ``split``: ``(folder, quality)``.
 
     ``bbam`` overrides :class:`~bbam_lite.attribution.bbam.BBAMConfig` fields (``use_box=False``,
     ``stride=24.0``, ``lam=0.001``, ...); ``n_images`` defaults to the profile's ``study_images`` and
@@ -115,7 +117,7 @@ def bbam_labels(ws, n_images: int | None = None, iterations: int | None = None, 
     if iterations is not None:
         overrides["iterations"] = int(iterations)
     n = ws.profile.study_images if n_images is None else n_images
-    return ws.labels("bbam", limit=n, bbam=overrides)
+    return ws.labels("bbam", split=split, limit=n, bbam=overrides)
 
 
 def map_iou(bbam: np.ndarray, gt: np.ndarray, box: np.ndarray | None = None, threshold: float = 0.5) -> float:
