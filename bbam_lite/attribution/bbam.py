@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -206,8 +207,17 @@ def task_generator(seed: int, key: Any) -> torch.Generator:
 
 
 @torch.no_grad()
-def prepare(model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig) -> Positives:
-    """Jittered proposals and the positives of Eq. 3 for one object (detector in eval mode)."""
+def prepare(
+    model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig, engine: EngineOptions | None = None
+) -> Positives:
+    """Jittered proposals and the positives of Eq. 3 for one object (detector in eval mode).
+
+    With ``engine`` the heads run through the engine, at fp32 whatever its precision (the IoU and
+    class tests of Eq. 3 are thresholds); without, through the detector's own modules.
+    """
+    heads = None
+    if engine is not None:
+        heads = HeadRunner(model, replace(engine, precision="fp32"), task.image.device).outputs
     return select_positives(
         model,
         task.image,
@@ -219,7 +229,18 @@ def prepare(model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig) -> Positi
         cfg.min_positives,
         cfg.max_positives,
         task_generator(cfg.seed, task.key),
+        heads,
     )
+
+
+def _area_ratio(pred_box: torch.Tensor, box: torch.Tensor, h: int, w: int) -> float:
+    """Area of the mean regressed box over the image area, for the stride rule; the annotated box
+    where the regression is not finite (a numerical fault, reported by the optimisation)."""
+    for b in (pred_box, box):
+        area = float((b[2] - b[0]).clamp(min=0) * (b[3] - b[1]).clamp(min=0)) / (h * w)
+        if math.isfinite(area):
+            return area
+    return 0.0
 
 
 def _object_losses(
@@ -286,12 +307,10 @@ def optimise(
     with frozen(model):
         runner = HeadRunner(model, engine, device)
         if positives is None:
-            positives = [prepare(model, t, cfg) for t in tasks]
+            positives = [prepare(model, t, cfg, runner.options) for t in tasks]
         strides, masks = [], []
-        for pos in positives:
-            pb = pos.pred_boxes.mean(0)
-            area = float((pb[2] - pb[0]).clamp(min=0) * (pb[3] - pb[1]).clamp(min=0)) / (h * w)
-            s = cfg.stride_for(area, h, w)
+        for task, pos in zip(tasks, positives, strict=True):
+            s = cfg.stride_for(_area_ratio(pos.pred_boxes.mean(0), task.box, h, w), h, w)
             gh, gw = math.ceil(h / s), math.ceil(w / s)
             strides.append(s)
             masks.append(_init_mask(cfg, pos, h, w, gh, gw, device).requires_grad_(True))
@@ -443,9 +462,12 @@ def explain(
     mean: torch.Tensor,
     batch_size: int | str = 8,
     engine: EngineOptions | None = None,
+    select: Callable[[torch.nn.Module, ObjectTask, BBAMConfig], Positives] | None = None,
     **kwargs: Any,
 ) -> list[ObjectResult]:
     """BBAMs of any number of objects: grouped by image size, ``batch_size`` objects at a time.
+
+    ``select`` chooses each object's proposals (default :func:`prepare`, Eq. 3's positives).
 
     ``batch_size="auto"`` fills the free GPU memory (8 on the CPU); a batch that runs out of GPU
     memory is split in two and redone. An object with a numerical fault (see :func:`optimise`) is
@@ -456,6 +478,7 @@ def explain(
     if not tasks:
         return []
     options = (engine or EngineOptions()).resolve(tasks[0].image.device)
+    select = select or partial(prepare, engine=options)
     if batch_size == "auto":
         batch_size = probe_batch_size(model, tasks[0], cfg, mean, options)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -466,7 +489,7 @@ def explain(
         group = queue.pop(0)
         try:
             with frozen(model):
-                pos = [prepare(model, tasks[k], cfg) for k in group]
+                pos = [select(model, tasks[k], cfg) for k in group]
             done = optimise(model, [tasks[k] for k in group], cfg, mean, pos, engine=options, **kwargs)
         except torch.OutOfMemoryError:
             if len(group) == 1:
@@ -482,7 +505,9 @@ def explain(
             queue[:0] = [group[:half], group[half:]]
             continue
         for k, r in zip(group, done, strict=True):
-            results[k] = _handle_fault(model, tasks[k], r, cfg, mean, options, kwargs) if r.failed else r
+            results[k] = (
+                _handle_fault(model, tasks[k], r, cfg, mean, options, select, kwargs) if r.failed else r
+            )
     return [r for r in results if r is not None]
 
 
@@ -493,6 +518,7 @@ def _handle_fault(
     cfg: BBAMConfig,
     mean: torch.Tensor,
     options: EngineOptions,
+    select: Callable[[torch.nn.Module, ObjectTask, BBAMConfig], Positives],
     kwargs: dict[str, Any],
 ) -> ObjectResult:
     """Report a faulty object; redo it alone at fp32 once if it ran in reduced precision."""
@@ -500,7 +526,7 @@ def _handle_fault(
     if options.reduced_precision:
         warnings.warn(f"{what}; retrying at fp32", BBAMNumericalWarning, stacklevel=3)
         with frozen(model):
-            pos = [prepare(model, task, cfg)]
+            pos = [select(model, task, cfg)]
         fp32 = replace(options, precision="fp32")
         retry = optimise(model, [task], cfg, mean, pos, engine=fp32, **kwargs)[0]
         retry.retried = True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -69,6 +71,7 @@ def select_positives(
     min_positives: int = 0,
     max_positives: int | None = None,
     generator: torch.Generator | None = None,
+    heads: Callable[[torch.Tensor, list[torch.Tensor]], HeadOutputs] | None = None,
 ) -> Positives:
     """Jitter ``box``, run both heads once on the clean image, keep the positives.
 
@@ -76,10 +79,13 @@ def select_positives(
     used (the paper: one threshold, 0.8; the authors' code: 0.9, 0.85, 0.8 until more than 100).
     When no proposal passes, the box itself becomes the only proposal and ``fallback`` says so:
     the map is then explained for the detector's output on the annotated box, whatever its class.
+    ``heads(images, proposals)`` runs the two heads (default: ``roi_head_outputs`` on ``model``).
     """
+    if heads is None:
+        heads = partial(roi_head_outputs, model)
     h, w = image.shape[-2:]
     props = jitter_boxes(box, n_jitter, jitter, h, w, generator).to(image.device)
-    out = roi_head_outputs(model, image[None], [props])
+    out = heads(image[None], [props])
     keep, used = None, float("nan")
     for thr in thresholds:
         keep = positive_mask(out, box, label, thr)
@@ -90,7 +96,7 @@ def select_positives(
     if max_positives is not None and len(idx) > max_positives:
         idx = idx[:max_positives]
     if len(idx) == 0:
-        own = roi_head_outputs(model, image[None], [box[None].to(image)])
+        own = heads(image[None], [box[None].to(image)])
         return Positives(
             box[None].to(image),
             own.deltas[:, label],

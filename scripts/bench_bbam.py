@@ -1,0 +1,525 @@
+"""BBAM side by side: the paper's loop written plainly versus the package's engine.
+
+On the same images, boxes, proposals and detector weights, in one run and interleaved (batch by
+batch, alternating which goes first), this times
+
+(a) the reference: one object at a time, fp32, default autograd (the detector's weights require
+    gradients, so every backward also computes weight gradients), the detector's own modules;
+(b) the engine: :func:`bbam_lite.attribution.bbam.explain`, i.e. objects in batches, frozen
+    weights, the engine's RoIAlign, and on CUDA bf16 autocast and channels-last.
+
+It prints a table and writes JSON (``--json``) with the times per object, the speedup, peak memory,
+the agreement of the two (mean IoU of the maps binarised at 0.5; mIoU between their pseudo labels,
+with the ignore label as a class of its own), each one's pseudo-label mIoU against the ground truth,
+and the floor: FLOPs of one iteration (forward + input-gradient backward, counted with
+``torch.utils.flop_counter.FlopCounterMode``, matrix operations only) times the iterations, over the
+device's measured matrix rate (a GEMM in bf16 on CUDA, fp32 on the CPU).
+
+Profiles: ``lite`` (the shipped CPU detector, the synthetic images, the lite BBAM settings:
+150 iterations) and ``paper`` (a random-init ResNet-50-FPN at 800 px, synthetic images resized to
+VOC's 375 x 500, 300 iterations; a random-init detector has no positives, so the first
+``--positives`` jittered proposals stand in for them, the same for both sides).
+
+    python scripts/bench_bbam.py --profile lite --data DATA --images 6 --json bench.json
+    python scripts/bench_bbam.py --profile paper --data DATA --images 1 --iterations 3 --json p.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bbam_lite.attribution.bbam import (
+    BBAMConfig,
+    ObjectResult,
+    ObjectTask,
+    explain,
+    prepare,
+    task_generator,
+    tv_norm,
+)
+from bbam_lite.attribution.engine import EngineOptions
+from bbam_lite.attribution.proposals import Positives, jitter_boxes
+from bbam_lite.data import load_dataset
+from bbam_lite.data.stats import channel_mean
+from bbam_lite.detector.evaluate import image_tensor
+from bbam_lite.detector.heads import frozen, roi_head_outputs
+from bbam_lite.detector.model import build_detector, get_profile, load_detector
+from bbam_lite.metrics import IGNORE, ConfusionMatrix, mask_iou
+from bbam_lite.pseudo.generate import PseudoLabeler, PseudoLabelSettings
+from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.weights import default_detector_path
+
+VOC_TRAIN_AUG_OBJECTS = 10_582 * 2.8
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) The reference: the paper's loop, one object at a time, written plainly.
+
+
+def reference_bbam(
+    model: torch.nn.Module, task: ObjectTask, pos: Positives, cfg: BBAMConfig, mean: torch.Tensor
+) -> ObjectResult:
+    """Eq. 1-3 for one object with the detector's own modules, fp32 and default autograd."""
+    image, label = task.image, task.label
+    h, w = image.shape[-2:]
+    props = pos.proposals
+    with torch.no_grad():  # t^c and p^c: the clean image's outputs on the positives
+        clean = roi_head_outputs(model, image[None], [props])
+    t_deltas, t_probs = clean.deltas[:, label], clean.probs
+    pb = pos.pred_boxes.mean(0)
+    area = float((pb[2] - pb[0]).clamp(min=0) * (pb[3] - pb[1]).clamp(min=0)) / (h * w)
+    stride = cfg.stride_for(area, h, w)
+    mask = torch.ones(math.ceil(h / stride), math.ceil(w / stride), device=image.device, requires_grad=True)
+    opt = torch.optim.Adam([mask], lr=cfg.lr)
+    mu = mean.to(image.device).view(3, 1, 1)
+    for it in range(cfg.iterations + 1):
+        up = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        perturbed = image * up + mu * (1 - up)
+        out = roi_head_outputs(model, perturbed[None], [props])
+        d = (out.deltas[:, label] - t_deltas).abs()
+        box_loss = d.sum(-1).mean() if cfg.box_loss == "sum" else d.mean(-1).mean() / 2
+        if cfg.cls_loss == "all":
+            cls_loss = (out.probs - t_probs).abs().sum(-1).mean()
+        else:
+            cls_loss = (out.probs[:, label] - t_probs[:, label]).abs().mean() / 2
+        loss = (
+            cfg.lam * mask.sum()
+            + cfg.lam_tv * tv_norm(mask, cfg.beta, cfg.tv_diagonal)
+            + cfg.use_box * box_loss
+            + cfg.use_cls * cls_loss
+        )
+        if it == cfg.iterations:
+            break
+        opt.zero_grad()
+        model.zero_grad(set_to_none=True)
+        loss.backward()  # also fills every weight's .grad: the default
+        opt.step()
+        with torch.no_grad():
+            mask.clamp_(0, 1)
+    m = mask.detach()
+    up = F.interpolate(m[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+    return ObjectResult(
+        key=task.key,
+        mask=m.cpu().numpy(),
+        bbam=up.clamp(0, 1).cpu().numpy().astype(np.float32),
+        stride=stride,
+        n_positives=0 if pos.fallback else len(props),
+        n_candidates=pos.n_candidates,
+        iou_threshold=pos.iou_threshold,
+        fallback=pos.fallback,
+        final_box_loss=float(box_loss.detach()),
+        final_cls_loss=float(cls_loss.detach()),
+    )
+
+
+def forced_positives(n: int):
+    """The first ``n`` jittered proposals as positives (targets: the clean outputs), for a
+    random-init detector, whose classes and boxes would give none; strides from the proposals."""
+
+    @torch.no_grad()
+    def select(model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig) -> Positives:
+        h, w = task.image.shape[-2:]
+        gen = task_generator(cfg.seed, task.key)
+        props = jitter_boxes(task.box, n, cfg.jitter, h, w, gen).to(task.image.device)
+        out = roi_head_outputs(model, task.image[None], [props])
+        return Positives(props, out.deltas[:, task.label], out.probs, props.clone(), float("nan"), n)
+
+    return select
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurements around the two.
+
+
+def peak_rss_reset() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Phase:
+    """Time and peak memory of one timed phase.
+
+    ``seconds`` is wall-clock time on CUDA (synchronised) and this process's CPU time on the CPU:
+    the CPU runs are single-threaded on a core other jobs share, where wall time measures the
+    neighbours as much as the code; ``wall`` is kept beside it.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds = self.wall = 0.0
+        self.peak = 0
+
+    def __enter__(self) -> Phase:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            peak_rss_reset()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.wall = time.perf_counter() - self.t0
+        self.seconds = self.wall if self.device.type == "cuda" else time.process_time() - self.c0
+        self.peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else peak_rss()
+
+
+def matmul_rate(device: torch.device) -> tuple[float, str]:
+    """Measured dense matrix-multiply rate (FLOP/s): bf16 on CUDA, fp32 on the CPU."""
+    if device.type == "cuda":
+        n, dtype, reps = 8192, torch.bfloat16, 20
+    else:
+        n, dtype, reps = 1024, torch.float32, 10
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        with Phase(device) as ph:
+            for _ in range(reps):
+                a @ b
+        best = min(best, ph.seconds)
+    return 2 * n**3 * reps / best, str(dtype).replace("torch.", "")
+
+
+def iteration_flops(
+    model: torch.nn.Module, task: ObjectTask, pos: Positives, mean: torch.Tensor, weight_grads: bool
+) -> int:
+    """FLOPs (matrix ops) of one BBAM iteration for one object: forward and backward to the mask
+    (and, with ``weight_grads``, to every weight, as the reference does)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = task.image.shape[-2:]
+    mask = torch.ones(math.ceil(h / 16), math.ceil(w / 16), device=task.image.device, requires_grad=True)
+    ctx = frozen(model) if not weight_grads else torch.enable_grad()
+    with ctx, FlopCounterMode(display=False) as counter:
+        up = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        x = task.image * up + mean.to(task.image.device).view(3, 1, 1) * (1 - up)
+        out = roi_head_outputs(model, x[None], [pos.proposals])
+        (out.deltas.abs().sum() + out.probs.abs().sum()).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def semantic_agreement(ref: list[np.ndarray], eng: list[np.ndarray], n_classes: int) -> float:
+    """mIoU of the engine's label maps against the reference's, ignore (255) as a class of its own."""
+    conf = ConfusionMatrix(n_classes + 1)
+    for r, e in zip(ref, eng, strict=True):
+        conf.update(np.where(r == IGNORE, n_classes, r).astype(np.int64), np.where(e == IGNORE, n_classes, e))
+    return conf.miou()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bbam_lite", "scripts"], capture_output=True, text=True
+        )
+        return out.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.get_num_threads()} thread(s), affinity {sorted(os.sched_getaffinity(0))}"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def load_inputs(args, device: torch.device):
+    """Detector, BBAM settings, label settings, records and their images/boxes for the profile."""
+    ds = load_dataset("synthetic", args.data, args.split)
+    mean = channel_mean(ds)
+    if args.profile == "lite":
+        det = load_detector(args.detector or default_detector_path(), device, class_names=ds.class_names)
+        model, settings = det.model, PseudoLabelSettings(profile="lite")
+        size = None
+    else:
+        torch.manual_seed(args.seed)
+        model = build_detector(get_profile("paper-r50"), len(ds.class_names) - 1).to(device).eval()
+        settings = PseudoLabelSettings(profile="full")
+        size = tuple(int(v) for v in args.image_size.lower().split("x"))
+    cfg = settings.bbam_config()
+    if args.iterations is not None:
+        cfg = replace(cfg, iterations=args.iterations)
+    recs = list(ds)[: args.images]
+    items = []
+    for rec in recs:
+        img = rec.load_image()
+        masks = rec.load_masks() if rec.has_masks else None
+        boxes = rec.boxes.astype(np.float32)
+        if size is not None:  # VOC-sized: resize image, boxes and masks
+            import cv2
+
+            sy, sx = size[0] / img.shape[0], size[1] / img.shape[1]
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+            boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+            if masks is not None:
+                masks = np.array(
+                    [
+                        cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+                        > 0
+                        for m in masks
+                    ]
+                )
+        items.append((rec, img, boxes, rec.labels.astype(np.int64), masks))
+    return ds, model, mean, cfg, settings, items
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", choices=["lite", "paper"], default="lite")
+    p.add_argument("--data", type=Path, required=True, help="a synthetic dataset (bbam-lite data synth)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--images", type=int, default=4, help="first N images of the split")
+    p.add_argument("--objects", type=int, default=None, help="at most N objects")
+    p.add_argument("--iterations", type=int, default=None, help="override the profile's BBAM iterations")
+    p.add_argument("--batch-size", default="8", help="engine objects per batch, or auto (CUDA)")
+    p.add_argument(
+        "--positives", type=int, default=None, help="forced positives per object (paper default 50)"
+    )
+    p.add_argument("--image-size", default="375x500", help="paper profile: HxW the images are resized to")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--compile", default=None, help="torch.compile mode for the engine's backbone")
+    p.add_argument("--detector", type=Path, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--no-labels", action="store_true", help="skip the CRF pseudo labels (maps only)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+
+    ds, model, mean, cfg, settings, items = load_inputs(args, device)
+    n_forced = args.positives or (50 if args.profile == "paper" else None)
+    select = forced_positives(n_forced) if n_forced else prepare
+    engine_model = copy.deepcopy(model)  # the engine may change the backbone's memory format
+    options = EngineOptions(
+        precision=args.precision,
+        channels_last=None if args.channels_last == "auto" else args.channels_last == "on",
+        compile=args.compile,
+    ).resolve(device)
+    batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+    tasks = [
+        ObjectTask(image_tensor(img, device), torch.as_tensor(b), int(c), key=(rec.image_id, k))
+        for rec, img, boxes, labels, _ in items
+        for k, (b, c) in enumerate(zip(boxes, labels, strict=True))
+    ][: args.objects]
+    print(
+        f"{args.profile}: {len(tasks)} objects from {len(items)} images {tuple(tasks[0].image.shape[-2:])}, "
+        f"{cfg.iterations} iterations, device {device}, engine {options}",
+        flush=True,
+    )
+
+    # Warm-up (lazy compilation, allocator, caches) on the first object, 2 iterations, untimed.
+    warm = replace(cfg, iterations=2)
+    with frozen(model):
+        pos0 = select(model, tasks[0], warm)
+    reference_bbam(model, tasks[0], pos0, warm, mean)
+    explain(engine_model, tasks[:1], warm, mean, batch_size=1, engine=options, select=select)
+
+    if batch_size == "auto":
+        from bbam_lite.attribution.bbam import probe_batch_size
+
+        batch_size = probe_batch_size(engine_model, tasks[0], cfg, mean, options)
+        print(f"auto batch size: {batch_size}", flush=True)
+    ref_results: dict = {}
+    eng_results: dict = {}
+    ref_time = eng_time = ref_wall = eng_wall = 0.0
+    ref_peak = eng_peak = 0
+    batches = [tasks[i : i + batch_size] for i in range(0, len(tasks), batch_size)]
+    for bi, batch in enumerate(batches):
+        for side in ("ref", "eng") if bi % 2 == 0 else ("eng", "ref"):
+            if side == "ref":
+                for t in batch:
+                    with Phase(device) as ph:
+                        with frozen(model):
+                            pos = select(model, t, cfg)
+                        ref_results[t.key] = reference_bbam(model, t, pos, cfg, mean)
+                    ref_time += ph.seconds
+                    ref_wall += ph.wall
+                    ref_peak = max(ref_peak, ph.peak)
+            else:
+                with Phase(device) as ph:
+                    res = explain(
+                        engine_model, batch, cfg, mean, batch_size=batch_size, engine=options, select=select
+                    )
+                eng_time += ph.seconds
+                eng_wall += ph.wall
+                eng_peak = max(eng_peak, ph.peak)
+                eng_results.update({r.key: r for r in res})
+        done = sum(len(b) for b in batches[: bi + 1])
+        print(
+            f"  {done}/{len(tasks)} objects: reference {ref_time / done:.2f} s/object, "
+            f"engine {eng_time / done:.2f} s/object",
+            flush=True,
+        )
+    n = len(tasks)
+    keys = [t.key for t in tasks]
+    map_ious = [mask_iou(ref_results[k].bbam > 0.5, eng_results[k].bbam > 0.5) for k in keys]
+
+    # Pseudo labels from both sets of maps, through the package's own label pipeline.
+    label_stats: dict = {}
+    if not args.no_labels:
+        labeler = PseudoLabeler(settings, None, mean)
+        ref_sem, eng_sem = [], []
+        gt_conf = {
+            "reference": ConfusionMatrix(len(ds.class_names)),
+            "engine": ConfusionMatrix(len(ds.class_names)),
+        }
+        for rec, img, boxes, labels, masks in items:
+            ks = [(rec.image_id, k) for k in range(len(boxes)) if (rec.image_id, k) in ref_results]
+            if len(ks) != len(boxes):
+                continue  # --objects cut this image
+            source = (boxes, labels, np.ones(len(boxes), np.float32))
+            h, w = img.shape[:2]
+            sems = {}
+            for name, results in (("reference", ref_results), ("engine", eng_results)):
+                insts, _, _ = labeler.instances_from_maps(rec, img, source, [results[k] for k in ks])
+                sems[name], _ = labeler.semantic(insts, h, w)
+            ref_sem.append(sems["reference"])
+            eng_sem.append(sems["engine"])
+            if masks is not None:
+                gt = np.zeros((h, w), np.uint8)
+                for m, c in zip(masks, labels, strict=True):
+                    gt[m] = c
+                for name in gt_conf:
+                    gt_conf[name].update(gt, sems[name])
+        if ref_sem:
+            label_stats = {
+                "agreement_label_miou": semantic_agreement(ref_sem, eng_sem, len(ds.class_names)),
+                "label_images": len(ref_sem),
+                "reference_label_miou_gt": gt_conf["reference"].miou(),
+                "engine_label_miou_gt": gt_conf["engine"].miou(),
+            }
+            label_stats["label_miou_gap_points"] = 100 * (
+                label_stats["engine_label_miou_gt"] - label_stats["reference_label_miou_gt"]
+            )
+
+    # The floor: FLOPs of one iteration x iterations / measured matrix rate.
+    with frozen(model):
+        pos0 = select(model, tasks[0], cfg)
+    flops = iteration_flops(model, tasks[0], pos0, mean, weight_grads=False)
+    flops_ref = iteration_flops(model, tasks[0], pos0, mean, weight_grads=True)
+    rate, rate_dtype = matmul_rate(device)
+    floor = flops * cfg.iterations / rate
+    eng_s = eng_time / n
+    result = {
+        "profile": args.profile,
+        "date": datetime.date.today().isoformat(),
+        "commit": git_commit(),
+        "device": str(device),
+        "hardware": hardware(device),
+        "torch": torch.__version__,
+        "engine_options": asdict(options),
+        "batch_size": batch_size,
+        "images": len(items),
+        "objects": n,
+        "image_size": list(tasks[0].image.shape[-2:]),
+        "iterations": cfg.iterations,
+        "positives": f"forced: first {n_forced} jittered proposals"
+        if n_forced
+        else "Eq. 3 (select_positives)",
+        "mean_positives": float(np.mean([r.n_positives or 1 for r in eng_results.values()])),
+        "timing_clock": "wall clock, synchronised" if device.type == "cuda" else "process CPU time",
+        "reference_s_per_object": ref_time / n,
+        "engine_s_per_object": eng_s,
+        "speedup": ref_time / eng_time,
+        "reference_wall_s_per_object": ref_wall / n,
+        "engine_wall_s_per_object": eng_wall / n,
+        "wall_speedup": ref_wall / eng_wall,
+        "peak_memory_bytes": eng_peak,
+        "reference_peak_memory_bytes": ref_peak,
+        "peak_memory_kind": "CUDA allocator peak"
+        if device.type == "cuda"
+        else "process peak RSS (VmHWM), per phase",
+        "flops_per_iteration": flops,
+        "reference_flops_per_iteration": flops_ref,
+        "matmul_flops_per_s": rate,
+        "matmul_dtype": rate_dtype,
+        "floor_s_per_object": floor,
+        "engine_over_floor": eng_s / floor if floor > 0 else None,
+        "agreement_map_iou": float(np.mean(map_ious)),
+        "agreement_map_iou_min": float(np.min(map_ious)),
+        **label_stats,
+        "projected_voc_train_aug_hours": eng_s * VOC_TRAIN_AUG_OBJECTS / 3600,
+        "engine_faults": sum(r.failed for r in eng_results.values()),
+    }
+    rows = [
+        ("reference s/object", f"{result['reference_s_per_object']:.3f}"),
+        ("engine s/object", f"{eng_s:.3f}"),
+        (
+            "speedup",
+            f"{result['speedup']:.2f}x ({result['timing_clock']}; wall clock {result['wall_speedup']:.2f}x)",
+        ),
+        (
+            "floor s/object",
+            f"{floor:.3f} ({flops / 1e9:.2f} GFLOP/iteration at {rate / 1e9:.0f} GFLOP/s {rate_dtype})",
+        ),
+        ("engine / floor", f"{result['engine_over_floor']:.1f}x"),
+        ("peak memory (engine / reference)", f"{eng_peak / 2**20:.0f} / {ref_peak / 2**20:.0f} MiB"),
+        (
+            "agreement: map IoU (mean / min)",
+            f"{result['agreement_map_iou']:.3f} / {result['agreement_map_iou_min']:.3f}",
+        ),
+    ]
+    if label_stats:
+        rows += [
+            ("agreement: label mIoU", f"{label_stats['agreement_label_miou']:.3f}"),
+            (
+                "label mIoU vs GT (reference / engine)",
+                f"{label_stats['reference_label_miou_gt']:.4f} / {label_stats['engine_label_miou_gt']:.4f}",
+            ),
+        ]
+    rows.append(
+        ("projected VOC train_aug (29,630 objects)", f"{result['projected_voc_train_aug_hours']:.1f} h")
+    )
+    width = max(len(r[0]) for r in rows)
+    print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+    if args.json:
+        atomic_write_json(args.json, result, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
