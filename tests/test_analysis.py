@@ -270,3 +270,17 @@ def test_inside_share_and_pearson():
     assert gradients.top_inside_share(a, np.array([0, 0, 5, 5]), 0.05) == (4, 5)
     assert math.isclose(gradients.pearson(a, a > 0.5), gradients.pearson(a, a > 0.5))
     assert gradients.pearson(np.ones((3, 3)), a[:3, :3]) == 0.0
+
+
+def test_notebook_parameters_are_checked_in_one_line():
+    from bbam_lite.workspace import ParameterError
+
+    assert study.check_count("n_images", None) is None and study.check_count("n_images", 3) == 3
+    assert study.check_numbers("levels", [-0.2, 0, 0.2], -0.9, 0.9) == (-0.2, 0.0, 0.2)
+    for bad in ("3", 0, True, 2.5):
+        with pytest.raises(ParameterError, match="n_images=") as err:
+            study.check_count("n_images", bad)
+        assert "\n" not in str(err.value)
+    for bad in ([], [0.5, "x"], [2.0], "0.1"):
+        with pytest.raises(ParameterError, match="levels="):
+            study.check_numbers("levels", bad, -0.9, 0.9)

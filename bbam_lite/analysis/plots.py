@@ -259,6 +259,7 @@ def sweep_figure(
     metrics: Sequence[tuple[str, str]],
     title: str,
     logx: bool,
+    ylabel: str = "score",
 ) -> plt.Figure:
     """Metrics against a swept parameter (one line per metric)."""
     fig, ax = plt.subplots(layout="constrained", figsize=(5.6, 3.8))
@@ -268,7 +269,7 @@ def sweep_figure(
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("score")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -170,3 +170,31 @@ def quality_row(quality: dict, **extra: Any) -> dict[str, Any]:
     row["objects"] = int(quality.get("objects", 0))
     row["fallbacks"] = int(sum(quality.get("fallbacks", {}).values()))
     return row
+
+
+def check_count(name: str, value: Any) -> int | None:
+    """A notebook's optional count parameter (``n_images``, ``iterations``, ...): None or an int > 0."""
+    from bbam_lite.workspace import ParameterError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"parameter {name}={value!r}: expected None or a positive integer")
+    return value
+
+
+def check_numbers(name: str, value: Any, low: float, high: float) -> tuple[float, ...] | None:
+    """A notebook's optional list of numbers in [low, high] (noise levels, lambdas): None or a tuple."""
+    from bbam_lite.workspace import ParameterError
+
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    ok = ok and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in value
+    )
+    if not ok:
+        raise ParameterError(
+            f"parameter {name}={value!r}: expected None or a list of numbers in [{low}, {high}]"
+        )
+    return tuple(float(v) for v in value)
