@@ -98,8 +98,9 @@ def test_engine_options() -> None:
     with pytest.raises(ValueError, match="roi_align"):
         EngineOptions(roi_align="fast")
     cpu = EngineOptions().resolve("cpu")
-    assert cpu.precision == "fp32" and cpu.channels_last is True and cpu.compile is None
-    assert EngineOptions().resolve("cuda").precision == "bf16"
+    assert cpu.precision == "fp32" and cpu.channels_last is False and cpu.compile is None
+    cuda = EngineOptions().resolve("cuda")
+    assert cuda.precision == "bf16" and cuda.channels_last is True
     assert REFERENCE.resolve("cpu") == REFERENCE
 
 

@@ -21,6 +21,8 @@ def test_shards_are_disjoint_complete_and_stable() -> None:
     assert sorted(sum(parts, [])) == items
     assert all(set(a).isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1 :])
     assert parts[1] == [1, 4, 7, 10] and shard(items, 0, 1) == items
+    blocks = [shard(items, r, 2, block=4) for r in range(2)]  # BBAM: whole batches of images
+    assert blocks == [[0, 1, 2, 3, 8, 9, 10], [4, 5, 6, 7]]
     with pytest.raises(ValueError):
         shard(items, 3, 3)
 

@@ -13,9 +13,10 @@ An image is finished when its ``images/<id>.npz`` exists; a rerun after a kill s
 images and redoes the rest, so the final outputs equal those of an uninterrupted run.
 
 Several processes (``torchrun --nproc-per-node N -m bbam_lite pseudo-labels ...``) share the work:
-rank r of N labels the images at positions r, r + N, r + 2N, ... of the split (disjoint, and the
-same whatever was done before), records what it did in ``ranks/<r>-of-<N>.json``, and after a
-barrier rank 0 alone merges everything into ``instances.json`` and ``quality.json``.
+the split is cut into blocks of ``batch_images`` images (BBAM; one image for the other methods) and
+rank r of N labels blocks r, r + N, r + 2N, ... (see :func:`shard`), records what it did in
+``ranks/<r>-of-<N>.json``, and after a barrier rank 0 alone merges everything into
+``instances.json`` and ``quality.json``.
 
 An object whose BBAM hits a numerical fault (NaN or inf, see
 :func:`bbam_lite.attribution.bbam.explain`) is marked failed: its box becomes an ignore region with
@@ -290,12 +291,16 @@ class PseudoLabeler:
         return compose_overwrite(instances, height, width)
 
 
-def shard(recs: Sequence[ImageRecord], rank: int, world_size: int) -> list[ImageRecord]:
-    """The records rank ``rank`` of ``world_size`` labels: every ``world_size``-th from position
-    ``rank``. Disjoint, together complete, and independent of what earlier runs finished."""
+def shard(recs: Sequence[ImageRecord], rank: int, world_size: int, block: int = 1) -> list[ImageRecord]:
+    """The records rank ``rank`` of ``world_size`` labels: the blocks of ``block`` consecutive records
+    whose block index is ``rank`` modulo ``world_size``. Disjoint, together complete, independent of
+    what earlier runs finished; with ``block`` = the images BBAM optimises together, every batch is the
+    one a single process would form, so the labels do not depend on the number of processes."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-    return list(recs[rank::world_size])
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    return [r for i, r in enumerate(recs) if (i // block) % world_size == rank]
 
 
 def generate(
@@ -344,7 +349,8 @@ def generate(
     if rank != 0:
         check_run_settings(out, run_settings)
     labeler = PseudoLabeler(settings, detector, mean, device, batch_objects, engine)
-    mine = shard(recs, rank, world_size)
+    chunk = batch_images if settings.method == "bbam" else 1
+    mine = shard(recs, rank, world_size, chunk)
     todo = [r for r in mine if not (out / "images" / f"{r.image_id}.npz").exists()]
     t0 = time.perf_counter()
     bar = tqdm(
@@ -354,7 +360,6 @@ def generate(
         unit="img",
         disable=not progress,
     )
-    chunk = batch_images if settings.method == "bbam" else 1
     for start in range(0, len(todo), chunk):
         group = todo[start : start + chunk]
         for rec, (insts, info, maps) in zip(group, labeler.label_images(group), strict=True):
