@@ -330,3 +330,20 @@ def test_interrupted_training_resumes_to_the_same_weights(
     b = load_segmenter(tmp_path / "cut" / "model.pt").model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_comparison_order_check_and_table() -> None:
+    from bbam_lite.segment.comparison import markdown_table, order_check
+
+    rows = {
+        "full": {"semantic": {"miou": 0.8, "train_seconds": 60}, "instance": {"ap50": 0.5, "abo": 0.6}},
+        "grabcut": {"semantic": {"miou": 0.7, "train_seconds": 60}, "instance": {"ap50": 0.55, "abo": 0.5}},
+        "box": {"semantic": {"miou": 0.6, "train_seconds": 60}, "instance": {"ap50": 0.3, "abo": 0.4}},
+        "grabcut_notrain_gt": {"semantic": {"miou": 0.65}, "instance": {"ap50": 0.4}},
+    }
+    assert order_check(rows, "semantic", "miou")["holds"]
+    broken = order_check(rows, "instance", "ap50")
+    assert not broken["holds"] and broken["rows"] == ["full", "grabcut", "box"]
+    table = markdown_table({"rows": rows})
+    assert "| Box + CRF" not in table and "| GrabCut-NoTrain-GT (no network) | 65.0 |" in table
+    assert "| Full supervision (ground-truth masks) | 80.0 | - | - | 50.0 |" in table

@@ -1,0 +1,185 @@
+"""The comparison the paper's tables make: segmentation networks trained on each kind of label.
+
+For every labels folder (``gt`` = full supervision) :func:`compare` trains DeepLab-v2 and/or Mask
+R-CNN with ``bbam-lite train-seg`` into ``OUT/NAME-TASK`` and scores it with ``bbam-lite evaluate``
+on the val split (mIoU; AP25, AP50, AP70, AP75, AP, ABO). Every NoTrain labels folder (made on the
+val split: ``bbam-lite pseudo-labels --split val --method grabcut --boxes gt|detector``) is scored
+directly as predictions: Box2Seg's GrabCut-NoTrain-GT / -Det rows. The paper's numbers (VOC val)
+go beside ours. Resumable: runs continue from their checkpoints, finished evaluations are read back.
+Rows, in the papers' order: full, box, box_crf, grabcut, bbam, bbam_refined, then the NoTrain rows.
+``scripts/seg_comparison.py`` is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from bbam_lite.experiments import hardware
+
+ROWS = {
+    "full": "Full supervision (ground-truth masks)",
+    "box": "Box",
+    "box_crf": "Box + CRF",
+    "grabcut": "GrabCut",
+    "bbam": "BBAM (no proposal refinement)",
+    "bbam_refined": "BBAM (with proposal refinement)",
+    "grabcut_notrain_gt": "GrabCut-NoTrain-GT (no network)",
+    "grabcut_notrain_det": "GrabCut-NoTrain-Det (no network)",
+}
+
+#: PASCAL VOC 2012 val, percent: BBAM Tables 1, 3 and 4 (instance AP25/50/70/75, ABO; semantic mIoU;
+#: AP with and without proposal refinement) and Box2Seg's Table 1 (the GrabCut rows, mIoU).
+PAPER = {
+    "full": {"miou": 76.8, "ap25": 77.3, "ap50": 69.1, "ap70": 49.9, "ap75": 41.9, "abo": 65.8},
+    "bbam_refined": {
+        "miou": 73.7,
+        "ap25": 76.8,
+        "ap50": 63.7,
+        "ap70": 39.5,
+        "ap75": 31.8,
+        "ap": 33.4,
+        "abo": 63.0,
+    },
+    "bbam": {"ap": 29.6, "ap50": 61.9, "ap75": 25.8},
+    "grabcut": {"miou": 72.7},
+    "grabcut_notrain_gt": {"miou": 71.6},
+    "grabcut_notrain_det": {"miou": 68.5},
+}
+INSTANCE_KEYS = ("ap25", "ap50", "ap70", "ap75", "ap", "abo")
+EXPECTED_ORDER = ("full", "bbam_refined", "grabcut", "box")
+
+
+@dataclass(frozen=True)
+class ComparisonSettings:
+    """How every network of the comparison is trained and scored (the same for all rows)."""
+
+    data: Path
+    out: Path
+    tasks: tuple[str, ...] = ("semantic", "instance")
+    profile: str = "lite"
+    limit: int | None = None  # first N training images
+    val_limit: int | None = None  # first N val images
+    semantic_iterations: int | None = None  # None: the profile's
+    instance_iterations: int | None = None
+    crf: bool = False  # also score with dense-CRF post-processing
+    seed: int = 0
+    quiet: bool = True
+
+
+def _run(argv: list[str]) -> None:
+    from bbam_lite.cli import main
+
+    status = main(argv)
+    if status != 0:
+        raise RuntimeError(f"bbam-lite {' '.join(argv)} failed with status {status}")
+
+
+def train_and_evaluate(s: ComparisonSettings, name: str, labels: str, task: str) -> dict:
+    """Train (or resume) one network on ``labels`` and score it; returns its metrics and minutes."""
+    run = Path(s.out) / f"{name}-{task}"
+    quiet = ["--quiet"] if s.quiet else []
+    iterations = s.semantic_iterations if task == "semantic" else s.instance_iterations
+    argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", str(labels)]
+    argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed)]
+    argv += ["--iterations", str(iterations)] if iterations else []
+    argv += ["--limit", str(s.limit)] if s.limit else []
+    if not (run / "model.pt").exists():
+        _run(argv)
+    metrics_path = run / "metrics.json"
+    if not metrics_path.exists():
+        ev = [*quiet, "evaluate", "--run", str(run)] + (["--crf"] if s.crf else [])
+        _run(ev + (["--limit", str(s.val_limit)] if s.val_limit else []))
+    m = json.loads(metrics_path.read_text(encoding="utf-8"))
+    out = {"train_seconds": m["train_seconds"], "eval_images": m["images"], **m["metrics"]}
+    out.pop("per_class_iou", None)
+    if m.get("crf"):
+        out["crf"] = {k: m["crf"][k] for k in ("miou", *INSTANCE_KEYS) if k in m["crf"]}
+    return out
+
+
+def score_notrain(s: ComparisonSettings, folder: str) -> dict:
+    """A labels folder made on the val split, scored as predictions (``FOLDER/metrics-val.json``)."""
+    out = Path(folder) / "metrics-val.json"
+    if not out.exists():
+        argv = ["--quiet", "evaluate", "--labels", str(folder), "--data", str(s.data), "--split", "val"]
+        _run(argv + (["--limit", str(s.val_limit)] if s.val_limit else []) + ["--json", str(out)])
+    r = json.loads(out.read_text(encoding="utf-8"))
+    return {
+        "semantic": {"miou": r["semantic"]["miou"], "eval_images": r["semantic"]["images"]},
+        "instance": {k: r["instance"][k] for k in (*INSTANCE_KEYS, "ap_s", "ap_m", "ap_l")},
+    }
+
+
+def order_check(rows: dict, task: str, key: str) -> dict | None:
+    """Whether full > BBAM > GrabCut > Box holds for ``key`` among the rows that exist."""
+    present = [(n, rows[n][task][key]) for n in EXPECTED_ORDER if n in rows and task in rows[n]]
+    if len(present) < 2:
+        return None
+    values = [v for _, v in present]
+    return {
+        "rows": [n for n, _ in present],
+        "values": values,
+        "holds": all(a > b for a, b in zip(values, values[1:], strict=False)),
+    }
+
+
+def compare(s: ComparisonSettings, labels: dict[str, str], notrain: dict[str, str] | None = None) -> dict:
+    """Run every row (``labels``: row name -> labels folder or ``gt``; ``notrain``: row name -> val
+    labels folder) and return the result: rows, the expected-order checks, the paper's numbers."""
+    notrain = notrain or {}
+    unknown = sorted((set(labels) | set(notrain)) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown comparison rows {unknown}; choose from {sorted(ROWS)}")
+    t0 = time.perf_counter()
+    rows: dict[str, dict] = {}
+    for name in ROWS:
+        if name in labels:
+            rows[name] = {"labels": str(labels[name])}
+            for task in s.tasks:
+                rows[name][task] = train_and_evaluate(s, name, labels[name], task)
+        elif name in notrain:
+            rows[name] = {"labels": str(notrain[name]), **score_notrain(s, notrain[name])}
+    return {
+        "date": date.today().isoformat(),
+        "hardware": hardware(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()},
+        "rows": rows,
+        "expected_order": {
+            f"{task}/{key}": order_check(rows, task, key)
+            for task, keys in (("semantic", ("miou",)), ("instance", ("ap50", "ap", "abo")))
+            for key in keys
+        },
+        "paper_voc_val_percent": PAPER,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def markdown_table(result: dict) -> str:
+    """Our rows (percent), then the paper's."""
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    lines = [
+        "| labels | mIoU | mIoU + CRF | AP25 | AP50 | AP70 | AP75 | AP | ABO | train min (sem / inst) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in result["rows"].items():
+        sem, inst = row.get("semantic", {}), row.get("instance", {})
+        minutes = [
+            f"{row[t]['train_seconds'] / 60:.1f}" if row.get(t, {}).get("train_seconds") else "-"
+            for t in ("semantic", "instance")
+        ]
+        cells = [f(sem.get("miou")), f(sem.get("crf", {}).get("miou"))]
+        cells += [f(inst.get(k)) for k in INSTANCE_KEYS]
+        lines.append(f"| {ROWS[name]} | " + " | ".join(cells) + f" | {' / '.join(minutes)} |")
+    lines += ["", "Paper (PASCAL VOC 2012 val, %):", ""]
+    lines += ["| labels | mIoU | AP25 | AP50 | AP70 | AP75 | AP | ABO |", "| --- " * 8 + "|"]
+    for name, p in PAPER.items():
+        cells = [str(p.get(k, "-")) for k in ("miou", *INSTANCE_KEYS)]
+        lines.append(f"| {ROWS[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
