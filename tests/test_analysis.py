@@ -284,3 +284,13 @@ def test_notebook_parameters_are_checked_in_one_line():
     for bad in ([], [0.5, "x"], [2.0], "0.1"):
         with pytest.raises(ParameterError, match="levels="):
             study.check_numbers("levels", bad, -0.9, 0.9)
+
+
+def test_table_displays_as_escaped_html_and_markdown():
+    from bbam_lite.analysis.tables import Table
+
+    t = Table([{"a": 0.5, "b": "<x>"}], [("a", "A", ".1f"), ("b", "B & C", "")], caption="cap")
+    page = t._repr_html_()
+    assert "<caption>cap</caption>" in page and "<th>B &amp; C</th>" in page and "&lt;x&gt;" in page
+    assert '<td style="text-align: right">0.5</td>' in page
+    assert t._repr_markdown_().startswith("**cap**\n\n| A | B & C |")

@@ -1,7 +1,9 @@
-"""Result rows as Markdown tables, for notebooks (``IPython.display.Markdown``) and reports."""
+"""Result rows as tables: Markdown text, and a :class:`Table` that notebooks display (HTML in the
+rendered book and in Jupyter, Markdown where only Markdown is shown)."""
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -24,3 +26,46 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
     rule = "| " + " | ".join("---" for _ in columns) + " |"
     body = ["| " + " | ".join(_cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def html_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]], caption: str | None = None
+) -> str:
+    """The same table as HTML (cells escaped; numbers right-aligned)."""
+
+    def td(value: Any, fmt: str) -> str:
+        align = ' style="text-align: right"' if isinstance(value, (int, float)) else ""
+        return f"<td{align}>{html.escape(_cell(value, fmt))}</td>"
+
+    parts = ['<table class="dataframe">']
+    if caption:
+        parts.append(f"<caption>{html.escape(caption)}</caption>")
+    parts.append(
+        "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns) + "</tr></thead>"
+    )
+    parts.append("<tbody>")
+    parts += ["<tr>" + "".join(td(r.get(k), f) for k, _, f in columns) + "</tr>" for r in rows]
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+class Table:
+    """Rows and column specs that display as a table in notebooks (``display(Table(...))``)."""
+
+    def __init__(
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[tuple[str, str, str]],
+        caption: str | None = None,
+    ) -> None:
+        self.rows, self.columns, self.caption = list(rows), list(columns), caption
+
+    def _repr_html_(self) -> str:
+        return html_table(self.rows, self.columns, self.caption)
+
+    def _repr_markdown_(self) -> str:
+        text = markdown_table(self.rows, self.columns)
+        return f"**{self.caption}**\n\n{text}" if self.caption else text
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()
