@@ -4,7 +4,8 @@
         --labels full=gt box=L/box box_crf=L/box_crf grabcut=L/grabcut bbam=L/bbam bbam_refined=L/bbam-mcg \\
         --notrain grabcut_notrain_gt=L/val-grabcut-gt grabcut_notrain_det=L/val-grabcut-det \\
         [--tasks semantic instance] [--profile lite] [--limit N] [--val-limit N] \\
-        [--semantic-iterations N] [--instance-iterations N] [--crf] [--json RESULT.json] [--markdown TABLE.md]
+        [--semantic-iterations N] [--instance-iterations N] [--crf semantic instance]
+        [--json RESULT.json] [--markdown TABLE.md]
 
 ``--labels NAME=FOLDER`` trains both networks on a labels folder (``gt``: full supervision);
 ``--notrain NAME=FOLDER`` scores a labels folder made on the val split directly. Rows not given are
@@ -46,7 +47,9 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=None, help="first N val images")
     parser.add_argument("--semantic-iterations", type=int, default=None)
     parser.add_argument("--instance-iterations", type=int, default=None)
-    parser.add_argument("--crf", action="store_true", help="also score with CRF post-processing")
+    parser.add_argument(
+        "--crf", nargs="*", default=[], choices=["semantic", "instance"], help="tasks also scored after a CRF"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
@@ -62,7 +65,7 @@ def main() -> None:
         val_limit=args.val_limit,
         semantic_iterations=args.semantic_iterations,
         instance_iterations=args.instance_iterations,
-        crf=args.crf,
+        crf=tuple(args.crf),
         seed=args.seed,
         quiet=not args.verbose,
     )

@@ -31,6 +31,7 @@ def _config(args: argparse.Namespace):
             "iterations": args.iterations,
             "lr": args.lr,
             "batch_size": args.batch_size,
+            "eval_images": args.eval_images,
             "grow_start": args.grow_start,
             "grow_theta_fg": args.grow_theta_fg,
             "grow_theta_bg": args.grow_theta_bg,
@@ -165,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "data": str(Path(root).resolve()),
         "images": len(ds),
         "train_seconds": loaded.meta.get("train_seconds"),
+        "train_cpu_seconds": loaded.meta.get("train_cpu_seconds"),
         "labels": settings.get("labels"),
         "metrics": {k: v for k, v in metrics.items() if k != "crf"},
         "crf": metrics.get("crf"),
@@ -204,6 +206,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
     tr.add_argument("--lr", type=float, default=None, help="override the profile's base learning rate")
     tr.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
+    tr.add_argument(
+        "--eval-images",
+        type=int,
+        default=None,
+        help="val images scored during training (default: the profile's; 0: none, use 'evaluate')",
+    )
     tr.add_argument(
         "--grow",
         choices=["on", "off"],

@@ -65,7 +65,7 @@ class ComparisonSettings:
     val_limit: int | None = None  # first N val images
     semantic_iterations: int | None = None  # None: the profile's
     instance_iterations: int | None = None
-    crf: bool = False  # also score with dense-CRF post-processing
+    crf: tuple[str, ...] = ()  # tasks also scored after dense-CRF post-processing
     seed: int = 0
     quiet: bool = True
 
@@ -84,17 +84,22 @@ def train_and_evaluate(s: ComparisonSettings, name: str, labels: str, task: str)
     quiet = ["--quiet"] if s.quiet else []
     iterations = s.semantic_iterations if task == "semantic" else s.instance_iterations
     argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", str(labels)]
-    argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed)]
+    argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed), "--eval-images", "0"]
     argv += ["--iterations", str(iterations)] if iterations else []
     argv += ["--limit", str(s.limit)] if s.limit else []
     if not (run / "model.pt").exists():
         _run(argv)
     metrics_path = run / "metrics.json"
     if not metrics_path.exists():
-        ev = [*quiet, "evaluate", "--run", str(run)] + (["--crf"] if s.crf else [])
+        ev = [*quiet, "evaluate", "--run", str(run)] + (["--crf"] if task in s.crf else [])
         _run(ev + (["--limit", str(s.val_limit)] if s.val_limit else []))
     m = json.loads(metrics_path.read_text(encoding="utf-8"))
-    out = {"train_seconds": m["train_seconds"], "eval_images": m["images"], **m["metrics"]}
+    out = {
+        "train_seconds": m["train_seconds"],
+        "train_cpu_seconds": m.get("train_cpu_seconds"),
+        "eval_images": m["images"],
+        **m["metrics"],
+    }
     out.pop("per_class_iou", None)
     if m.get("crf"):
         out["crf"] = {k: m["crf"][k] for k in ("miou", *INSTANCE_KEYS) if k in m["crf"]}
@@ -165,13 +170,13 @@ def markdown_table(result: dict) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
 
     lines = [
-        "| labels | mIoU | mIoU + CRF | AP25 | AP50 | AP70 | AP75 | AP | ABO | train min (sem / inst) |",
+        "| labels | mIoU | mIoU + CRF | AP25 | AP50 | AP70 | AP75 | AP | ABO | train CPU min (sem / inst) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in result["rows"].items():
         sem, inst = row.get("semantic", {}), row.get("instance", {})
         minutes = [
-            f"{row[t]['train_seconds'] / 60:.1f}" if row.get(t, {}).get("train_seconds") else "-"
+            f"{row[t]['train_cpu_seconds'] / 60:.1f}" if row.get(t, {}).get("train_cpu_seconds") else "-"
             for t in ("semantic", "instance")
         ]
         cells = [f(sem.get("miou")), f(sem.get("crf", {}).get("miou"))]

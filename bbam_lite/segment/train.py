@@ -153,13 +153,14 @@ def train_segmentation(
     check_run_settings(run, settings)
     cfg, model, seed = job.cfg, job.model, job.seed
     optimizer = _optimizer(cfg, job.param_groups())
-    start, elapsed = 0, 0.0
+    start, elapsed, cpu, val_seconds = 0, 0.0, 0.0, 0.0
     ckpt_path, log_path = run / "checkpoint.pt", run / "train_log.jsonl"
     if ckpt_path.exists():
         ckpt = _load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
+        cpu, val_seconds = float(ckpt.get("cpu_seconds", 0.0)), float(ckpt.get("val_seconds", 0.0))
         if progress:
             print(f"resuming {run} from iteration {start}")
     log = []
@@ -170,7 +171,8 @@ def train_segmentation(
     cache = ImageCache()
     model.train()
     bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {job.task}", unit="it", disable=not progress)
-    t0 = time.perf_counter() - elapsed
+    t0 = time.perf_counter() - elapsed  # wall clock of all sessions of the run
+    c0 = time.process_time() - cpu  # CPU time of this process, likewise (the honest cost on a shared CPU)
     running: list[float] = []
     ignored = grown = 0
     for it in range(start, cfg.iterations):
@@ -191,9 +193,11 @@ def train_segmentation(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
         done = it + 1
-        if done % cfg.eval_every == 0 or done == cfg.iterations:
-            n = min(cfg.eval_images, len(val))
+        n = min(cfg.eval_images, len(val))  # eval_images 0: no periodic validation
+        if n and (done % cfg.eval_every == 0 or done == cfg.iterations):
+            v0 = time.perf_counter()
             metrics = job.validate(val.subset(range(n)))
+            val_seconds += time.perf_counter() - v0
             log.append(
                 {
                     "iteration": done,
@@ -216,15 +220,19 @@ def train_segmentation(
                 "optimizer": optimizer.state_dict(),
                 "iteration": done,
                 "elapsed": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - c0,
+                "val_seconds": val_seconds,
             }
             atomic_save(ckpt_path, lambda tmp, p=payload: torch.save(p, tmp))
             with atomic_path(log_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(e) + "\n" for e in log)
     bar.close()
-    seconds = time.perf_counter() - t0  # all sessions of the run: t0 was moved back by the resumed time
+    seconds = time.perf_counter() - t0 - val_seconds  # training only: periodic validation excluded
     meta = {
         "iterations": cfg.iterations,
         "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(time.process_time() - c0, 1),  # validation included
+        "val_seconds": round(val_seconds, 1),
         "seed": seed,
         "device": str(next(model.parameters()).device),
         "labels": settings.get("labels"),
