@@ -294,3 +294,16 @@ def test_table_displays_as_escaped_html_and_markdown():
     assert "<caption>cap</caption>" in page and "<th>B &amp; C</th>" in page and "&lt;x&gt;" in page
     assert '<td style="text-align: right">0.5</td>' in page
     assert t._repr_markdown_().startswith("**cap**\n\n| A | B & C |")
+
+
+def test_analysis_images_per_profile(tmp_path):
+    from bbam_lite.workspace import Workspace
+
+    assert study.analysis_images(Workspace(tmp_path, "smoke")) == 2  # the profile's study_images
+    assert study.analysis_images(Workspace(tmp_path, "lite")) == 6  # fewer than its 12: several runs each
+    assert study.analysis_images(Workspace(tmp_path, "full")) == 200
+
+
+def test_detector_line_names_the_checkpoint_and_its_ap(smoke_ws):
+    line = study.detector_line(smoke_ws)
+    assert smoke_ws.detector_path().name in line and "box AP50 0." in line

@@ -87,10 +87,11 @@ def noisy_labels(
     Cached under ``RUN/labels/<method>-noise<level>-<key>``; the folder is resumable like every
     labels folder. ``iterations`` overrides the profile's BBAM iterations.
     """
+    from bbam_lite.analysis.study import analysis_images
     from bbam_lite.pseudo.generate import generate
     from bbam_lite.workspace import settings_key
 
-    n = ws.profile.study_images if n_images is None else n_images
+    n = analysis_images(ws) if n_images is None else n_images
     bbam = {"iterations": int(iterations)} if iterations is not None and method == "bbam" else {}
     if level == 0:  # the clean boxes: the workspace's own labels, shared with the other chapters
         return ws.labels(method, split=split, limit=n, bbam=bbam)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bbam_lite.analysis.study import bbam_labels, label_quality, quality_row, read_maps
+from bbam_lite.analysis.study import analysis_images, bbam_labels, label_quality, quality_row, read_maps
 from bbam_lite.pseudo.labels import InstanceLabel, refine_paper, threshold_map
 
 #: Table 6's values of lambda (the paper's default 0.007).
@@ -56,7 +56,7 @@ def lambda_sweep(
     """Table 6: pseudo-label quality and the mean map value on and off the object for each lambda."""
     rows = []
     ds = ws.data(split)
-    n = ws.profile.study_images if n_images is None else n_images
+    n = analysis_images(ws) if n_images is None else n_images
     for lam in lambdas:
         folder, q = bbam_labels(ws, n_images, iterations, split, lam=float(lam))
         maps = read_maps(folder, ds, n)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bbam_lite.analysis.study import ObjectMap, bbam_labels, map_iou, quality_row, read_maps
+from bbam_lite.analysis.study import ObjectMap, analysis_images, bbam_labels, map_iou, quality_row, read_maps
 
 #: Fig. 7b's settings as BBAMConfig overrides (stride in the paper's pixels; None = adaptive).
 STRIDES: dict[str, dict[str, Any]] = {
@@ -87,7 +87,7 @@ def stride_study(
     ds = ws.data(split)
     for name, overrides in settings.items():
         folder, q = bbam_labels(ws, n_images, iterations, split, **overrides)
-        n = ws.profile.study_images if n_images is None else n_images
+        n = analysis_images(ws) if n_images is None else n_images
         rows += object_rows(read_maps(folder, ds, n), name, _label_masks(folder))
         quality.append(quality_row(q, setting=name))
     edges = size_edges([r["area_ratio"] for r in rows if r["setting"] == next(iter(settings))])

@@ -104,19 +104,31 @@ def read_maps(folder: Path, dataset: BoxDataset, n_images: int | None) -> list[O
     return out
 
 
+#: Images per BBAM setting in the analysis chapters, where a profile's ``study_images`` is too many:
+#: each chapter runs BBAM under several settings (3 to 6), and a lite run of the book has to stay
+#: within minutes per chapter on 2 CPU cores (lite: 6 images, about 15 objects; the profile's
+#: ``study_images`` otherwise).
+ANALYSIS_IMAGES = {"lite": 6}
+
+
+def analysis_images(ws) -> int:
+    """How many images the analysis chapters study by default on this workspace's profile."""
+    return ANALYSIS_IMAGES.get(ws.profile.name, ws.profile.study_images)
+
+
 def bbam_labels(
     ws, n_images: int | None = None, iterations: int | None = None, split: str = "train", **bbam: Any
 ):
     """BBAM pseudo labels of the workspace for the study images of ``split``: ``(folder, quality)``.
 
     ``bbam`` overrides :class:`~bbam_lite.attribution.bbam.BBAMConfig` fields (``use_box=False``,
-    ``stride=24.0``, ``lam=0.001``, ...); ``n_images`` defaults to the profile's ``study_images`` and
+    ``stride=24.0``, ``lam=0.001``, ...); ``n_images`` defaults to :func:`analysis_images` and
     ``iterations`` to the profile's BBAM iterations. Cached in the workspace's run folder.
     """
     overrides = dict(bbam)
     if iterations is not None:
         overrides["iterations"] = int(iterations)
-    n = ws.profile.study_images if n_images is None else n_images
+    n = analysis_images(ws) if n_images is None else n_images
     return ws.labels("bbam", split=split, limit=n, bbam=overrides)
 
 
@@ -198,3 +210,12 @@ def check_numbers(name: str, value: Any, low: float, high: float) -> tuple[float
             f"parameter {name}={value!r}: expected None or a list of numbers in [{low}, {high}]"
         )
     return tuple(float(v) for v in value)
+
+
+def detector_line(ws) -> str:
+    """One line on the workspace's detector and its box AP50 (as recorded in its checkpoint), which
+    BBAM's results depend on."""
+    det = ws.detector()
+    ap50 = det.meta.get("val_metrics", {}).get("box_ap50")
+    quality = f"box AP50 {ap50:.3f} on its validation images" if ap50 is not None else "no AP recorded"
+    return f"detector {ws.detector_path().name} ({det.config.profile} profile): {quality}"
