@@ -40,10 +40,11 @@ def _config(args: argparse.Namespace):
     }
     if args.grow is not None:
         overrides["grow"] = args.grow == "on"
-    if args.iterations is not None:  # keep the checkpoint / validation cadence inside the schedule
-        overrides["checkpoint_every"] = min(args.iterations, 250)
-        overrides["eval_every"] = args.iterations
     get = get_semantic_profile if args.task == "semantic" else get_instance_profile
+    if args.iterations is not None:  # keep the checkpoint / validation cadence inside the schedule
+        profile = get(args.profile)
+        overrides["checkpoint_every"] = min(args.iterations, profile.checkpoint_every)
+        overrides["eval_every"] = min(args.iterations, profile.eval_every)
     cfg = get(args.profile, **overrides)
     cfg.seed_growing()  # validates the growing settings
     return cfg

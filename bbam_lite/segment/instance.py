@@ -1,13 +1,14 @@
 """Mask R-CNN (torchvision) whose mask loss skips the ignore regions, with DSRG seed growing.
 
 The network is the detector of :mod:`bbam_lite.detector.model` (same backbone, RPN and box head,
-same profiles) plus torchvision's mask branch (RoIAlign 14 x 14, conv head, 28 x 28 masks). Only
-training differs from torchvision: :class:`IgnoreAwareRoIHeads` computes the mask loss over the
-pixels a pseudo label decides. A target mask is uint8: 1 object, 0 background, 255 ignore; both
-the object and the ignore map are projected onto each positive RoI (:func:`project_on_boxes`, RoIAlign
-as torchvision does); a mask-grid cell is ignored when at least half of it is ignored, else
-object when at least half of it is object. With seed
-growing (:mod:`.seed_growing`) the ignored cells take the network's confident predictions.
+same profiles) plus torchvision's mask branch (RoIAlign 14 x 14, conv head, 28 x 28 masks). Two
+things differ from torchvision. Training: :class:`IgnoreAwareRoIHeads` computes the mask loss over
+the pixels a pseudo label decides. A target mask is uint8: 1 object, 0 background, 255 ignore; the
+object and the ignore maps are projected onto each positive RoI (:func:`project_on_boxes`); a
+mask-grid cell is ignored when at least half of it is ignored, else object when at least half of it
+is object; with seed growing (:mod:`.seed_growing`) the ignored cells take the network's confident
+predictions. Pooling: both FPN poolers compute torchvision's RoIAlign with ``grid_sample``
+(:class:`GridMultiScaleRoIAlign`), the same features in less time on a CPU-only torch.
 
 Profiles (:data:`INSTANCE_PROFILES`):
 
@@ -242,7 +243,11 @@ def build_instance_model(cfg: InstanceConfig, num_classes: int) -> FasterRCNN:
 
 def load_detector_weights(model: FasterRCNN, state: dict[str, torch.Tensor], source: str) -> None:
     """Start a Mask R-CNN from a box detector's weights (everything but the mask branch)."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ: another profile or class list
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise ValueError(f"{source}: detector weights do not fit this Mask R-CNN ({lines[-1]})") from None
     foreign = [k for k in missing if not k.startswith(("roi_heads.mask_head", "roi_heads.mask_predictor"))]
     if foreign or unexpected:
         raise ValueError(

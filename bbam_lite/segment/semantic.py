@@ -15,8 +15,9 @@ Profiles (each scaled value stated beside the paper's):
     The CPU profile for the synthetic set (160 px images): a small GroupNorm ResNet with dilated last
     stages (output stride 8, like the paper's), rates 3/6/9/12 (paper 6/12/18/24 on 321 px crops:
     scaled by 160/321), 160 px crops (paper 321), rescale 0.75-1.25 (paper 0.5-1.5), AdamW lr 1e-3
-    with 50 warm-up iterations (paper SGD lr 2e-4: from scratch SGD needs far more iterations than a
-    CPU has), 1500 iterations of batch 8 (paper 2.4e4).
+    with 50 warm-up iterations and weight decay 1e-4 (paper SGD lr 2e-4, 5e-4: from scratch, SGD
+    needs far more iterations than a CPU has), classifier at the backbone's rate (paper 10x, for a
+    pretrained backbone), 1500 iterations of batch 8 (paper 2.4e4).
 ``smoke``
     ``lite`` cut down for tests.
 
