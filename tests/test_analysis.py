@@ -23,38 +23,54 @@ def disc(size: int = 41, radius: float = 15.0) -> np.ndarray:
 def test_relative_position_is_zero_at_the_centroid_one_on_the_contour_and_grows_outwards():
     mask = disc()
     R, norm = heads.relative_position(mask)
-    assert np.isnan(norm[~mask]).all() and np.isfinite(norm[mask]).all()
+    assert np.isfinite(norm).all()  # a disc's centroid is inside it: R is defined everywhere
     assert norm[20, 20] == 0.0  # the centroid of a symmetric disc is its centre pixel
     assert np.allclose(norm[heads.contour(mask)], 1.0)
-    ray = norm[20, 20:36]  # from the centre to the right edge
-    assert np.all(np.diff(ray) > 0) and ray[-1] == 1.0
-    assert np.allclose(np.hypot(R[..., 0], R[..., 1])[mask], norm[mask])
+    ray = norm[20, 20:41]  # from the centre rightwards, across the contour (x = 35) and beyond
+    assert np.all(np.diff(ray) > 0) and ray[15] == 1.0
+    assert np.all(ray[:15] < 1) and np.all(ray[16:] > 1)
+    # on a disc both branches give r / rho: 20 px from the centre of a radius-15 disc
+    assert abs(norm[20, 40] - 20 / 15) < 0.08 and abs(norm[20, 27] - 7 / 15) < 0.05
+    assert np.allclose(np.hypot(R[..., 0], R[..., 1]), norm)
     # the direction is the pixel's angle around the centroid; y points down as in the image
     assert R[20, 30, 0] > 0 and abs(R[20, 30, 1]) < 1e-12
     assert R[30, 20, 1] > 0 and abs(R[30, 20, 0]) < 1e-12
+    assert np.isnan(heads.relative_position(np.zeros((5, 5), bool))[1]).all()
 
 
 def test_high_pixel_positions_separate_boundary_from_interior_maps():
     mask = disc()
     _, norm = heads.relative_position(mask)
+    box = np.array([5, 5, 36, 36], np.float32)
+    obj = study.StudyObject(1, 0, np.zeros((41, 41, 3), np.uint8), box, 1, mask)
+
+    def summary(m):
+        return heads.position_summary([study.ObjectMap(obj, m, {})])
+
     ring = np.where(mask & (norm > 0.85), 1.0, 0.0)
     core = np.where(mask & (norm < 0.3), 1.0, 0.0)
-    objs = [
-        study.StudyObject(
-            1, 0, np.zeros((41, 41, 3), np.uint8), np.array([5, 5, 36, 36], np.float32), 1, mask
-        )
-    ]
-    s_ring = heads.position_summary([study.ObjectMap(objs[0], ring, {})])
-    s_core = heads.position_summary([study.ObjectMap(objs[0], core, {})])
-    assert s_ring["median_norm"] > 0.85 > s_ring["reference_median_norm"] > 0.3 > s_core["median_norm"]
+    s_ring, s_core = summary(ring), summary(core)
+    assert s_ring["median_norm"] > s_ring["reference_median_norm"] > 0.3 > s_core["median_norm"]
+    assert 0.7 < s_ring["reference_median_norm"] < 1.0  # about sqrt(2 / pi) of the way out: box pixels
     assert s_ring["share_near_boundary"] == 1.0 and s_core["share_near_boundary"] == 0.0
+    assert s_ring["share_inside_mask"] == 1.0 and 0.7 < s_ring["reference_share_inside_mask"] < 0.85
     assert math.isclose(sum(s_ring["hist"]), 1.0) and math.isclose(sum(s_ring["reference_hist"]), 1.0)
-    # high pixels outside the object are counted, not placed
+    # a map high just outside the object, inside its box: placed beyond the contour
+    halo = np.where(~mask & (norm < 1.2), 1.0, 0.0)
+    s_halo = summary(halo)
+    assert s_halo["share_inside_mask"] == 0.0 and 1.0 < s_halo["median_norm"] < 1.2
+    assert s_halo["share_of_mask_high"] == 0.0
+    # relative: the same pixels at any scale of the map
+    s_low = heads.position_summary([study.ObjectMap(obj, 0.5 * ring, {})], relative=True)
+    assert summary(0.5 * ring)["n_high"] == 0 and s_low["n_high"] == s_ring["n_high"]
+    assert s_low["median_norm"] == s_ring["median_norm"]
+    # high pixels outside the box are counted, not placed
     outside = ring.copy()
     outside[0, :] = 1.0
-    s_out = heads.position_summary([study.ObjectMap(objs[0], outside, {})])
+    s_out = summary(outside)
     assert s_out["n_high"] == s_ring["n_high"] + 41
-    assert math.isclose(s_out["share_high_outside_mask"], 41 / s_out["n_high"])
+    assert math.isclose(s_out["share_high_outside_box"], 41 / s_out["n_high"])
+    assert len(s_out["points"]) == len(s_ring["points"])
 
 
 def test_head_switches_are_valid_configs():

@@ -75,35 +75,37 @@ def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) 
 
 
 def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure:
-    """Fig. 6b: R of the high-attribution pixels of each head (unit disc = the object), and the
-    distribution of |R| against that of all mask pixels."""
+    """Fig. 6b: R of the high-attribution pixels of each head in the objects' boxes (|R| = 1 is the
+    object's contour; |R| > 1 lies outside the object, drawn at most at 2), and the distribution of
+    |R| against that of all box pixels."""
     n = len(summaries)
-    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.4 * (n + 1), 3.6))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.5 * (n + 1), 3.8))
     for ax, (name, s) in zip(axes, summaries.items(), strict=False):
         P = np.asarray(s["points"]).reshape(-1, 2)
-        ax.scatter(
-            P[:, 0], -P[:, 1], s=2, alpha=0.35, c=COLOURS.get(name, "k"), label=f"{len(P)} pixels shown"
-        )
-        ax.add_patch(Circle((0, 0), 1, fill=False, ec="k", lw=1, label="|R| = 1 (contour)"))
-        ax.set_xlim(-1.1, 1.1)
-        ax.set_ylim(-1.1, 1.1)
+        ax.scatter(P[:, 0], -P[:, 1], s=2, alpha=0.35, c=COLOURS.get(name, "k"), label=f"{len(P)} pixels")
+        ax.add_patch(Circle((0, 0), 1, fill=False, ec="k", lw=1.2, label="|R| = 1: contour"))
+        ax.add_patch(Circle((0, 0), 2, fill=False, ec="k", lw=0.6, ls=":", label="|R| >= 2 drawn at 2"))
+        ax.set_xlim(-2.15, 2.15)
+        ax.set_ylim(-2.15, 2.15)
         ax.set_aspect("equal")
-        ax.set_title(f"{name}: attribution > {s['threshold']}", fontsize=10)
+        what = f"> {s['threshold']} x its max in the box" if s.get("relative") else f"> {s['threshold']}"
+        ax.set_title(f"{name}: map {what}", fontsize=9)
         ax.set_xlabel("$R_x$")
         ax.set_ylabel("$R_y$ (up)")
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="lower right", fontsize=6)
     ax = axes[-1]
     edges = np.asarray(next(iter(summaries.values()))["edges"])
     mids = (edges[1:] + edges[:-1]) / 2
     for name, s in summaries.items():
         ax.plot(mids, s["hist"], "-o", ms=3, c=COLOURS.get(name, None), label=name)
     ref = next(iter(summaries.values()))["reference_hist"]
-    ax.plot(mids, ref, "--", c="k", label="all mask pixels")
-    ax.set_xlabel(r"$\|R\|$ (0 centre, 1 contour)")
+    ax.plot(mids, ref, "--", c="k", label="all box pixels")
+    ax.axvline(1.0, c="k", lw=0.6)
+    ax.set_xlabel(r"$\|R\|$ (0 centre, 1 contour, > 1 outside)")
     ax.set_ylabel("share of pixels")
     ax.set_title(r"distribution of $\|R\|$", fontsize=10)
     ax.legend(fontsize=7)
-    fig.suptitle("Fig. 6b: where each head's high-attribution pixels lie in the object")
+    fig.suptitle("Fig. 6b: where each head's high-attribution pixels lie relative to the object")
     return fig
 
 
