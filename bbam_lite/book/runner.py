@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ class Outcome:
     status: str  # done | skipped | failed
     seconds: float
     message: str = ""
+    cpu_seconds: float = 0.0  # CPU time of the notebook's kernel (its user + system time)
 
 
 def discover(folder: Path) -> list[Path]:
@@ -115,6 +117,11 @@ def declared_parameters(notebook: Path) -> dict[str, str]:
     import papermill
 
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -194,7 +201,7 @@ class BookRun:
         partial = self.state / f"{notebook.stem}.partial.ipynb"
         failed = self.state / f"{notebook.stem}.failed.ipynb"
         output = self.out_dir / notebook.name
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _children_cpu()
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -207,13 +214,14 @@ class BookRun:
                 start_timeout=300,
                 # ipykernel warns on every start that its TCP transport is unencrypted (it listens
                 # on localhost only); keep the batch's output to one line per notebook
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except Exception as exc:  # papermill's errors, a dead kernel, a cell timeout, ...
             if partial.exists():
                 os.replace(partial, failed)
-            return Outcome(notebook.stem, "failed", time.perf_counter() - t0, _failure_message(exc))
-        seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+            return Outcome(notebook.stem, "failed", seconds, _failure_message(exc), cpu)
+        seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
         os.replace(partial, output)
         failed.unlink(missing_ok=True)
         atomic_write_json(
@@ -223,12 +231,13 @@ class BookRun:
                 "output": notebook.name,
                 "output_sha256": file_sha256(output),
                 "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "hardware": hardware(),
             },
             indent=1,
         )
-        return Outcome(notebook.stem, "done", seconds)
+        return Outcome(notebook.stem, "done", seconds, cpu_seconds=cpu)
 
     def run(self, force: bool = False) -> list[Outcome]:
         """Execute every notebook in order (skipping finished ones unless ``force``)."""
@@ -244,7 +253,9 @@ class BookRun:
             else:
                 outcome = self.execute(nb)
                 if outcome.status == "done":
-                    self.log(f"{head} done in {outcome.seconds:.1f} s")
+                    self.log(
+                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s)"
+                    )
                 else:
                     where = self.state / f"{nb.stem}.failed.ipynb"
                     self.log(f"{head} FAILED after {outcome.seconds:.1f} s: {outcome.message} (see {where})")
