@@ -278,7 +278,7 @@ def test_labels_folder_scored_as_predictions(tiny_synth, box_labels, tmp_path, c
         (["train-seg", "--task", "semantic", "--labels", "NOPE"], "labels folder not found"),
         (["evaluate"], "exactly one of --run"),
         (["evaluate", "--run", "NOPE"], "not a train-seg run folder"),
-        (["train-seg", "--task", "semantic", "--labels", "gt", "--init", "x.pt"], "instance only"),
+        (["train-seg", "--task", "semantic", "--labels", "gt", "--init", "NOPE"], "checkpoint not found"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_synth, tmp_path, capsys) -> None:
@@ -351,3 +351,19 @@ def test_comparison_order_check_and_table() -> None:
     assert "| Box + CRF" not in table and "| GrabCut-NoTrain-GT (no network) | 65.0 |" in table
     full = "| Full supervision (ground-truth masks) | 80.0 | - | - | 50.0 | - | - | - | 60.0 | 1.0 / - |"
     assert full in table
+
+
+def test_deeplab_backbone_starts_from_a_detector_backbone() -> None:
+    from bbam_lite.detector.model import build_detector, get_profile
+    from bbam_lite.segment.semantic import build_semantic_model, get_semantic_profile
+
+    det = build_detector(get_profile("lite"), 6).state_dict()
+    deeplab = build_semantic_model(get_semantic_profile("lite"), 6)
+    deeplab.load_detector_backbone(det, "det.pt")
+    mine = deeplab.backbone.state_dict()
+    for k in ("stem.0.weight", "stages.3.1.conv2.weight", "stages.2.0.skip.1.bias"):
+        torch.testing.assert_close(mine[k], det[f"backbone.{k}"])
+    assert deeplab.backbone.stages[3][0].conv1.dilation == (4, 4)  # same weights, dilated
+    smoke = build_semantic_model(get_semantic_profile("smoke"), 6)
+    with pytest.raises(ValueError, match="det.pt: detector backbone does not fit"):
+        smoke.load_detector_backbone(det, "det.pt")

@@ -51,13 +51,12 @@ def _config(args: argparse.Namespace):
 
 
 def _init_weights(args: argparse.Namespace, kind: str) -> Path | None:
-    """The detector an instance network starts from: ``auto`` = the shipped one for synthetic data
-    in the lite profile (same architecture, trained on box labels only), else none."""
+    """The box detector a network starts from: ``auto`` = the shipped one for synthetic data in the
+    lite profile (trained on box labels only: Mask R-CNN takes all but its mask branch, DeepLab its
+    backbone), else none; ``none`` = from scratch (or ImageNet weights where the profile has them)."""
     from bbam_lite.weights import default_detector_path
 
-    if args.task != "instance" or args.init == INIT_NONE:
-        if args.task != "instance" and args.init not in (INIT_AUTO, INIT_NONE):
-            raise ValueError("--init DETECTOR applies to --task instance only")
+    if args.init == INIT_NONE:
         return None
     if args.init == INIT_AUTO:
         return default_detector_path() if kind == "synthetic" and args.profile == "lite" else None
@@ -81,10 +80,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     device = torch.device(_device(args.device))
     init = _init_weights(args, kind)
     torch.manual_seed(args.seed)
-    if args.task == "semantic":
-        job = SemanticJob(cfg, labels, device, args.seed)
-    else:
-        job = InstanceJob(cfg, labels, device, args.seed, init)
+    job_class = SemanticJob if args.task == "semantic" else InstanceJob
+    job = job_class(cfg, labels, device, args.seed, init)
     settings = {
         "task": args.task,
         "config": asdict(cfg),
@@ -95,7 +92,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
         "init": str(init.resolve()) if init else None,
     }
     if init and not args.quiet:
-        print(f"starting from the detector {init} (box labels only; the mask branch starts from scratch)")
+        part = "backbone" if args.task == "semantic" else "network but its mask branch"
+        print(f"starting from the {part} of the box detector {init}")
     summary = train_segmentation(job, val, args.out, settings, progress=not args.quiet)
     last = summary["log"][-1] if summary["log"] else {}
     shown = ", ".join(f"{k} {last[k]:.3f}" for k in ("miou", "ap50", "ap", "abo") if k in last)
@@ -229,8 +227,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tr.add_argument(
         "--init",
         default=INIT_AUTO,
-        help="instance only: detector checkpoint to start from; auto (default) = the shipped detector "
-        "for synthetic data in the lite profile; none = from scratch",
+        help="box detector to start from (instance: all but the mask branch; semantic: the backbone); "
+        "auto (default) = the shipped detector for synthetic data in the lite profile; none = without",
     )
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--seed", type=int, default=0)

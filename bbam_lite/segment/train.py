@@ -52,9 +52,22 @@ class SemanticJob:
 
     task = "semantic"
 
-    def __init__(self, cfg: SemanticConfig, labels: TrainingLabels, device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: SemanticConfig,
+        labels: TrainingLabels,
+        device: torch.device,
+        seed: int,
+        init: Path | None = None,
+    ) -> None:
         self.cfg, self.labels, self.device, self.seed = cfg, labels, device, seed
-        self.model = build_model("semantic", cfg, labels.dataset.num_classes).to(device)
+        self.model = build_model("semantic", cfg, labels.dataset.num_classes)
+        if init is not None:
+            from bbam_lite.detector.model import load_detector
+
+            det = load_detector(init, class_names=labels.dataset.class_names)
+            self.model.load_detector_backbone(det.model.state_dict(), str(init))
+        self.model.to(device)
         self.growing = cfg.seed_growing()
 
     def param_groups(self) -> list[dict]:
