@@ -126,6 +126,13 @@ def reference_bbam(
     )
 
 
+def perturbed(task: ObjectTask, seed: int, sigma: float = 1e-6) -> ObjectTask:
+    """The task on its image plus N(0, sigma) noise (fixed per object): a rounding-sized change."""
+    g = task_generator(seed + 1, task.key)
+    noise = torch.randn(task.image.shape, generator=g).to(task.image.device) * sigma
+    return replace(task, image=(task.image + noise).clamp(0, 1))
+
+
 def forced_positives(n: int):
     """The first ``n`` jittered proposals as positives (targets: the clean outputs), for a
     random-init detector, whose classes and boxes would give none; strides from the proposals."""
@@ -231,6 +238,22 @@ def iteration_flops(
     return int(counter.get_total_flops())
 
 
+def engine_profile(
+    model: torch.nn.Module, tasks: list[ObjectTask], cfg: BBAMConfig, mean, options, select, iterations: int
+) -> list[dict]:
+    """torch.profiler over one engine batch of ``iterations`` iterations: the top operators by self
+    CPU time, as shares of the total (what bounds the engine)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tasks[0].image.is_cuda else [])
+    with profile(activities=acts) as prof:
+        explain(model, tasks, replace(cfg, iterations=iterations), mean, len(tasks), options, select)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    return [{"op": e.key, "calls": e.count, "self_cpu_share": e.self_cpu_time_total / total} for e in top]
+
+
 def semantic_agreement(ref: list[np.ndarray], eng: list[np.ndarray], n_classes: int) -> float:
     """mIoU of the engine's label maps against the reference's, ignore (255) as a class of its own."""
     conf = ConfusionMatrix(n_classes + 1)
@@ -282,7 +305,7 @@ def load_inputs(args, device: torch.device):
     if args.iterations is not None:
         cfg = replace(cfg, iterations=args.iterations)
     recs = list(ds)[: args.images]
-    items = []
+    items = []  # (record, image, boxes, labels, masks)
     for rec in recs:
         img = rec.load_image()
         masks = rec.load_masks() if rec.has_masks else None
@@ -302,7 +325,25 @@ def load_inputs(args, device: torch.device):
                     ]
                 )
         items.append((rec, img, boxes, rec.labels.astype(np.int64), masks))
+    if args.profile == "paper":
+        calibrate_batchnorm(model, [image_tensor(it[1], device) for it in items])
     return ds, model, mean, cfg, settings, items
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: torch.nn.Module, images: list[torch.Tensor]) -> None:
+    """A random-init backbone's BatchNorm layers get the statistics of ``images`` (cumulative
+    average over one pass each), so activations stay in a sane range through 50 layers."""
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    for img in images:
+        image_list, _ = model.transform([img])
+        model.backbone(image_list.tensors)
+    for m in bns:
+        m.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,12 +367,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--no-labels", action="store_true", help="skip the CRF pseudo labels (maps only)")
+    p.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="also run the reference on each image + N(0, 1e-6) noise (untimed): how far the method "
+        "itself moves under rounding-sized changes, to judge the agreement figures against",
+    )
+    p.add_argument(
+        "--trace", type=int, default=0, help="also profile N engine iterations (torch.profiler summary)"
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
 
     ds, model, mean, cfg, settings, items = load_inputs(args, device)
     n_forced = args.positives or (50 if args.profile == "paper" else None)
-    select = forced_positives(n_forced) if n_forced else prepare
+    ref_select = forced_positives(n_forced) if n_forced else prepare  # the detector's own modules
+    eng_select = forced_positives(n_forced) if n_forced else None  # None: the engine's own (explain)
     engine_model = copy.deepcopy(model)  # the engine may change the backbone's memory format
     options = EngineOptions(
         precision=args.precision,
@@ -353,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     # Warm-up (lazy compilation, allocator, caches) on the first object, 2 iterations, untimed.
     warm = replace(cfg, iterations=2)
     with frozen(model):
-        pos0 = select(model, tasks[0], warm)
+        pos0 = ref_select(model, tasks[0], warm)
     reference_bbam(model, tasks[0], pos0, warm, mean)
-    explain(engine_model, tasks[:1], warm, mean, batch_size=1, engine=options, select=select)
+    explain(engine_model, tasks[:1], warm, mean, batch_size=1, engine=options, select=eng_select)
 
     if batch_size == "auto":
         from bbam_lite.attribution.bbam import probe_batch_size
@@ -364,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auto batch size: {batch_size}", flush=True)
     ref_results: dict = {}
     eng_results: dict = {}
+    noisy: dict = {}
     ref_time = eng_time = ref_wall = eng_wall = 0.0
     ref_peak = eng_peak = 0
     batches = [tasks[i : i + batch_size] for i in range(0, len(tasks), batch_size)]
@@ -373,15 +425,23 @@ def main(argv: list[str] | None = None) -> int:
                 for t in batch:
                     with Phase(device) as ph:
                         with frozen(model):
-                            pos = select(model, t, cfg)
+                            pos = ref_select(model, t, cfg)
                         ref_results[t.key] = reference_bbam(model, t, pos, cfg, mean)
                     ref_time += ph.seconds
                     ref_wall += ph.wall
                     ref_peak = max(ref_peak, ph.peak)
+                    if args.noise_floor:  # untimed: the reference on the image + N(0, 1e-6) noise
+                        noisy[t.key] = reference_bbam(model, perturbed(t, args.seed), pos, cfg, mean)
             else:
                 with Phase(device) as ph:
                     res = explain(
-                        engine_model, batch, cfg, mean, batch_size=batch_size, engine=options, select=select
+                        engine_model,
+                        batch,
+                        cfg,
+                        mean,
+                        batch_size=batch_size,
+                        engine=options,
+                        select=eng_select,
                     )
                 eng_time += ph.seconds
                 eng_wall += ph.wall
@@ -396,48 +456,62 @@ def main(argv: list[str] | None = None) -> int:
     n = len(tasks)
     keys = [t.key for t in tasks]
     map_ious = [mask_iou(ref_results[k].bbam > 0.5, eng_results[k].bbam > 0.5) for k in keys]
+    sets = {"reference": ref_results, "engine": eng_results}
+    noise_stats: dict = {}
+    if noisy:
+        sets["reference_noisy"] = noisy
+        floor_ious = [mask_iou(ref_results[k].bbam > 0.5, noisy[k].bbam > 0.5) for k in keys]
+        noise_stats = {
+            "noise_floor_map_iou": float(np.mean(floor_ious)),
+            "noise_floor_map_iou_min": float(np.min(floor_ious)),
+            "map_iou_per_object": [round(v, 4) for v in map_ious],
+            "noise_floor_map_iou_per_object": [round(v, 4) for v in floor_ious],
+        }
 
-    # Pseudo labels from both sets of maps, through the package's own label pipeline.
+    # Pseudo labels from each set of maps, through the package's own label pipeline.
     label_stats: dict = {}
     if not args.no_labels:
         labeler = PseudoLabeler(settings, None, mean)
-        ref_sem, eng_sem = [], []
-        gt_conf = {
-            "reference": ConfusionMatrix(len(ds.class_names)),
-            "engine": ConfusionMatrix(len(ds.class_names)),
-        }
+        sems: dict[str, list[np.ndarray]] = {name: [] for name in sets}
+        gt_conf = {name: ConfusionMatrix(len(ds.class_names)) for name in sets}
         for rec, img, boxes, labels, masks in items:
             ks = [(rec.image_id, k) for k in range(len(boxes)) if (rec.image_id, k) in ref_results]
             if len(ks) != len(boxes):
                 continue  # --objects cut this image
             source = (boxes, labels, np.ones(len(boxes), np.float32))
             h, w = img.shape[:2]
-            sems = {}
-            for name, results in (("reference", ref_results), ("engine", eng_results)):
-                insts, _, _ = labeler.instances_from_maps(rec, img, source, [results[k] for k in ks])
-                sems[name], _ = labeler.semantic(insts, h, w)
-            ref_sem.append(sems["reference"])
-            eng_sem.append(sems["engine"])
+            gt = None
             if masks is not None:
                 gt = np.zeros((h, w), np.uint8)
                 for m, c in zip(masks, labels, strict=True):
                     gt[m] = c
-                for name in gt_conf:
-                    gt_conf[name].update(gt, sems[name])
-        if ref_sem:
+            for name, results in sets.items():
+                insts, _, _ = labeler.instances_from_maps(rec, img, source, [results[k] for k in ks])
+                sem, _ = labeler.semantic(insts, h, w)
+                sems[name].append(sem)
+                if gt is not None:
+                    gt_conf[name].update(gt, sem)
+        if sems["reference"]:
+            n_cls = len(ds.class_names)
             label_stats = {
-                "agreement_label_miou": semantic_agreement(ref_sem, eng_sem, len(ds.class_names)),
-                "label_images": len(ref_sem),
-                "reference_label_miou_gt": gt_conf["reference"].miou(),
-                "engine_label_miou_gt": gt_conf["engine"].miou(),
+                "agreement_label_miou": semantic_agreement(sems["reference"], sems["engine"], n_cls),
+                "label_images": len(sems["reference"]),
+                **{f"{name}_label_miou_gt": gt_conf[name].miou() for name in sets},
             }
             label_stats["label_miou_gap_points"] = 100 * (
                 label_stats["engine_label_miou_gt"] - label_stats["reference_label_miou_gt"]
             )
+            if noisy:
+                label_stats["noise_floor_label_miou"] = semantic_agreement(
+                    sems["reference"], sems["reference_noisy"], n_cls
+                )
+                label_stats["noise_floor_miou_gap_points"] = 100 * (
+                    label_stats["reference_noisy_label_miou_gt"] - label_stats["reference_label_miou_gt"]
+                )
 
     # The floor: FLOPs of one iteration x iterations / measured matrix rate.
     with frozen(model):
-        pos0 = select(model, tasks[0], cfg)
+        pos0 = ref_select(model, tasks[0], cfg)
     flops = iteration_flops(model, tasks[0], pos0, mean, weight_grads=False)
     flops_ref = iteration_flops(model, tasks[0], pos0, mean, weight_grads=True)
     rate, rate_dtype = matmul_rate(device)
@@ -480,10 +554,18 @@ def main(argv: list[str] | None = None) -> int:
         "engine_over_floor": eng_s / floor if floor > 0 else None,
         "agreement_map_iou": float(np.mean(map_ious)),
         "agreement_map_iou_min": float(np.min(map_ious)),
+        **noise_stats,
         **label_stats,
         "projected_voc_train_aug_hours": eng_s * VOC_TRAIN_AUG_OBJECTS / 3600,
         "engine_faults": sum(r.failed for r in eng_results.values()),
     }
+    if args.trace:
+        result["engine_profile"] = engine_profile(
+            engine_model, tasks[:batch_size], cfg, mean, options, eng_select, args.trace
+        )
+        print("engine profile (self CPU time share):")
+        for row in result["engine_profile"]:
+            print(f"  {row['self_cpu_share']:6.1%}  {row['op']} ({row['calls']} calls)")
     rows = [
         ("reference s/object", f"{result['reference_s_per_object']:.3f}"),
         ("engine s/object", f"{eng_s:.3f}"),
@@ -502,6 +584,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['agreement_map_iou']:.3f} / {result['agreement_map_iou_min']:.3f}",
         ),
     ]
+    if noise_stats:
+        rows.append(
+            (
+                "noise floor: reference vs itself, image + 1e-6 noise (map IoU mean / min)",
+                f"{noise_stats['noise_floor_map_iou']:.3f} / {noise_stats['noise_floor_map_iou_min']:.3f}",
+            )
+        )
+    if label_stats.get("noise_floor_label_miou") is not None:
+        rows.append(
+            (
+                "noise floor: label mIoU, gap vs GT",
+                f"{label_stats['noise_floor_label_miou']:.3f}, "
+                f"{label_stats['noise_floor_miou_gap_points']:+.2f} points",
+            )
+        )
     if label_stats:
         rows += [
             ("agreement: label mIoU", f"{label_stats['agreement_label_miou']:.3f}"),
