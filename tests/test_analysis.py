@@ -192,8 +192,12 @@ def test_bbam_labels_maps_and_threshold_sweep_agree_with_generate(smoke_ws):
     assert len(maps) == len(ds[0].boxes) == q["objects"]
     assert all(m.bbam.shape == m.obj.gt.shape and 0 <= m.bbam.min() <= m.bbam.max() <= 1 for m in maps)
     assert all("stride" in m.info for m in maps)
-    # the same labels folder is found again, not remade
+    # the same labels folder is found again, not remade, also when a setting is given its default value
     assert study.bbam_labels(smoke_ws, n_images=1, iterations=3)[0] == folder
+    assert study.bbam_labels(smoke_ws, 1, 3, use_box=True, use_cls=True, lam=0.007)[0] == folder
+    assert label_noise.noisy_labels(smoke_ws, "bbam", 0.0, 1, 3)[0] == folder
+    with pytest.raises(ValueError, match="unknown BBAM setting"):
+        study.bbam_labels(smoke_ws, 1, 3, lamda=0.1)
     settings = smoke_ws.label_settings("bbam", bbam={"iterations": 3})
     rows = sensitivity.threshold_sweep(folder, ds, settings, 1, ((0.2, 0.8), (0.5, 0.5)))
     default, equal = rows

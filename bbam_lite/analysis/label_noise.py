@@ -94,7 +94,11 @@ def noisy_labels(
     n = analysis_images(ws) if n_images is None else n_images
     bbam = {"iterations": int(iterations)} if iterations is not None and method == "bbam" else {}
     if level == 0:  # the clean boxes: the workspace's own labels, shared with the other chapters
-        return ws.labels(method, split=split, limit=n, bbam=bbam)
+        if method == "bbam":
+            from bbam_lite.analysis.study import bbam_labels
+
+            return bbam_labels(ws, n, iterations, split)
+        return ws.labels(method, split=split, limit=n)
     settings = ws.label_settings(method, bbam=bbam)
     key = settings_key(
         {"settings": asdict(settings), "level": level, "split": split, "limit": n, "seed": ws.seed}

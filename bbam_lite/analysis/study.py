@@ -128,6 +128,13 @@ def bbam_labels(
     overrides = dict(bbam)
     if iterations is not None:
         overrides["iterations"] = int(iterations)
+    # values equal to the profile's own are dropped, so that e.g. "both heads" (Fig. 4), the adaptive
+    # stride (Fig. 7b) and lambda = 0.007 (Table 6) name the same labels folder and run once
+    base = ws.label_settings("bbam").bbam_config()
+    unknown = sorted(k for k in overrides if not hasattr(base, k))
+    if unknown:
+        raise ValueError(f"unknown BBAM setting(s) {unknown}; see bbam_lite.attribution.bbam.BBAMConfig")
+    overrides = {k: v for k, v in overrides.items() if getattr(base, k) != v}
     n = analysis_images(ws) if n_images is None else n_images
     return ws.labels("bbam", split=split, limit=n, bbam=overrides)
 
