@@ -119,6 +119,7 @@ def test_rederive_scores_known_maps(tiny_synth, tmp_path):
     assert res["exact"]["miou"] == pytest.approx(1.0) and res["exact"]["ignore_fraction"] == 0
     assert len(res["exact"]["objects"]) == n_obj and res["exact"]["images"] == 3
     assert 0 < res["box"]["mean_instance_iou"] < 1
+    assert rederive(ds, folder, variants, settings, limit=3, workers=2) == res  # forked workers agree
     empty, _ = _fake_bbam_folder(tmp_path / "z", ds, lambda rec, k: np.zeros((rec.height, rec.width)))
     assert rederive(ds, empty, variants, settings, limit=3)["exact"]["mean_instance_iou"] == 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bbam_lite.baselines import BOX_CRF_PRIOR
-from bbam_lite.data.records import BoxDataset
+from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.metrics import ConfusionMatrix, best_match_ious
 from bbam_lite.pseudo.generate import PseudoLabelSettings
 from bbam_lite.pseudo.labels import InstanceLabel, box_region, instances_to_semantic, refine_paper
@@ -71,17 +71,84 @@ def _instance(
     return InstanceLabel(int(label), np.asarray(box, np.float32), fg, ignore)
 
 
+def _score_image(
+    rec: ImageRecord,
+    labels_dir: Path,
+    variants: dict[str, Variant],
+    settings: PseudoLabelSettings,
+    n_classes: int,
+) -> dict[str, tuple[ConfusionMatrix, list[dict]]]:
+    """Every variant's confusion matrix and per-object rows for one image."""
+    image = rec.load_image()
+    with np.load(labels_dir / "bbam" / f"{rec.image_id}.npz", allow_pickle=False) as z:
+        maps = z["bbam"].astype(np.float32)
+    if len(maps) != len(rec.boxes):
+        raise ValueError(
+            f"{labels_dir}/bbam/{rec.image_id}.npz: {len(maps)} maps for {len(rec.boxes)} boxes "
+            "(labels made with detector boxes cannot be re-derived against ground-truth boxes)"
+        )
+    proposals = None
+    if any(v.refine for v in variants.values()):
+        proposals = (
+            read_mcg(Path(settings.mcg_dir) / f"{rec.path.stem}.mat")
+            if settings.mcg_dir
+            else grouping_proposals(image)
+        )
+    gt_masks = rec.load_masks()
+    gt = np.zeros((rec.height, rec.width), np.uint8)
+    for m, c in zip(gt_masks, rec.labels, strict=True):
+        gt[m] = c
+    out = {}
+    for name, variant in variants.items():
+        insts = []
+        for k, (box, label) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
+            if variant.source == "bbam":
+                prob = maps[k]
+            else:
+                prob = box_region(box, rec.height, rec.width) * np.float32(BOX_CRF_PRIOR)
+            insts.append(_instance(image, prob, box, label, variant, settings, proposals))
+        conf = ConfusionMatrix(n_classes)
+        conf.update(gt, instances_to_semantic(insts, rec.height, rec.width))
+        ious = best_match_ious(gt_masks, rec.labels, [i.fg for i in insts], [i.label for i in insts])
+        rows = []
+        for k, iou in enumerate(ious):
+            x1, y1, x2, y2 = rec.boxes[k]
+            rows.append(
+                {
+                    "image_id": rec.image_id,
+                    "index": k,
+                    "label": int(rec.labels[k]),
+                    "area_ratio": float((x2 - x1) * (y2 - y1) / (rec.width * rec.height)),
+                    "iou": float(iou),
+                }
+            )
+        out[name] = (conf, rows)
+    return out
+
+
+_FORKED: tuple | None = None  # (records, arguments) shared with forked workers
+
+
+def _score_forked(i: int) -> dict[str, tuple[ConfusionMatrix, list[dict]]]:
+    recs, args = _FORKED
+    return _score_image(recs[i], *args)
+
+
 def rederive(
     dataset: BoxDataset,
     labels_dir: Path,
     variants: dict[str, Variant],
     settings: PseudoLabelSettings,
     limit: int | None = None,
+    workers: int = 1,
 ) -> dict[str, dict]:
     """Score each variant on the images of ``labels_dir`` that have stored maps (ground-truth boxes).
 
-    Returns ``{name: {variant, miou, ignore_fraction, mean_instance_iou, objects}}`` where
-    ``objects`` lists ``{image_id, index, label, area_ratio, iou}`` per object.
+    ``workers`` > 1 spreads the images over that many processes (the CRF runs on the CPU; on a
+    many-core GPU machine this is what makes the full profile's thousands of objects affordable);
+    the result does not depend on it. Returns ``{name: {variant, images, miou, ignore_fraction,
+    mean_instance_iou, objects}}`` where ``objects`` lists ``{image_id, index, label, area_ratio,
+    iou}`` per object, in dataset order.
     """
     labels_dir = Path(labels_dir)
     recs = [r for r in list(dataset)[: limit if limit is not None else None] if r.has_masks]
@@ -89,60 +156,39 @@ def rederive(
     if not recs:
         raise ValueError(f"{labels_dir}: no stored BBAM maps for images with ground-truth masks")
     n_cls = len(dataset.class_names)
-    conf = {name: ConfusionMatrix(n_cls) for name in variants}
-    rows: dict[str, list[dict]] = {name: [] for name in variants}
-    for rec in recs:
-        image = rec.load_image()
-        with np.load(labels_dir / "bbam" / f"{rec.image_id}.npz", allow_pickle=False) as z:
-            maps = z["bbam"].astype(np.float32)
-        if len(maps) != len(rec.boxes):
-            raise ValueError(
-                f"{labels_dir}/bbam/{rec.image_id}.npz: {len(maps)} maps for {len(rec.boxes)} boxes "
-                "(labels made with detector boxes cannot be re-derived against ground-truth boxes)"
-            )
-        proposals = None
-        if any(v.refine for v in variants.values()):
-            proposals = (
-                read_mcg(Path(settings.mcg_dir) / f"{rec.path.stem}.mat")
-                if settings.mcg_dir
-                else grouping_proposals(image)
-            )
-        gt_masks = rec.load_masks()
-        gt = np.zeros((rec.height, rec.width), np.uint8)
-        for m, c in zip(gt_masks, rec.labels, strict=True):
-            gt[m] = c
-        for name, variant in variants.items():
-            insts = []
-            for k, (box, label) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-                if variant.source == "bbam":
-                    prob = maps[k]
-                else:
-                    prob = box_region(box, rec.height, rec.width) * np.float32(BOX_CRF_PRIOR)
-                insts.append(_instance(image, prob, box, label, variant, settings, proposals))
-            conf[name].update(gt, instances_to_semantic(insts, rec.height, rec.width))
-            ious = best_match_ious(gt_masks, rec.labels, [i.fg for i in insts], [i.label for i in insts])
-            for k, iou in enumerate(ious):
-                x1, y1, x2, y2 = rec.boxes[k]
-                rows[name].append(
-                    {
-                        "image_id": rec.image_id,
-                        "index": k,
-                        "label": int(rec.labels[k]),
-                        "area_ratio": float((x2 - x1) * (y2 - y1) / (rec.width * rec.height)),
-                        "iou": float(iou),
-                    }
-                )
-    return {
-        name: {
-            "variant": asdict(variants[name]),
+    args = (labels_dir, variants, settings, n_cls)
+    if workers > 1:
+        import multiprocessing
+
+        # records carry their mask loaders (closures, not picklable): forked workers inherit them
+        global _FORKED
+        _FORKED = (recs, args)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                per_image = pool.map(_score_forked, range(len(recs)), chunksize=4)
+        finally:
+            _FORKED = None
+    else:
+        per_image = [_score_image(rec, *args) for rec in recs]
+    result = {}
+    for name, variant in variants.items():
+        conf = ConfusionMatrix(n_cls)
+        rows: list[dict] = []
+        for scores in per_image:
+            c, r = scores[name]
+            conf.mat += c.mat
+            conf.ignored += c.ignored
+            conf.total += c.total
+            rows += r
+        result[name] = {
+            "variant": asdict(variant),
             "images": len(recs),
-            "miou": conf[name].miou(),
-            "ignore_fraction": conf[name].ignore_fraction,
-            "mean_instance_iou": float(np.mean([r["iou"] for r in rows[name]])) if rows[name] else 0.0,
-            "objects": rows[name],
+            "miou": conf.miou(),
+            "ignore_fraction": conf.ignore_fraction,
+            "mean_instance_iou": float(np.mean([r["iou"] for r in rows])) if rows else 0.0,
+            "objects": rows,
         }
-        for name in variants
-    }
+    return result
 
 
 def variant_masks(
