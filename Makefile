@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean book chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The book: execute every notebook at the lite profile (resumable), then render book/_build/html.
+book: setup
+	$(VENV)/bin/bbam-lite book run --profile lite
+	$(VENV)/bin/bbam-lite book build
+
+# Headless Chromium for the book's browser test (Debian, as root; a few minutes with the download).
+# Not part of `make test`: without it that one test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y chromium
 
 lint: setup
 	$(VENV)/bin/ruff check .
