@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--note", default=None, help="stored with the results: how they were made")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
     args = parser.parse_args()
 
@@ -70,6 +71,8 @@ def main() -> None:
         quiet=not args.verbose,
     )
     result = compare(settings, _pairs(args.labels, "--labels"), _pairs(args.notrain, "--notrain"))
+    if args.note:
+        result = {"note": args.note, **result}
     table = markdown_table(result)
     print(table)
     if args.json:
