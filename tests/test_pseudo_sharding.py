@@ -61,3 +61,30 @@ def test_torchrun_two_processes_resume_shards_and_merge(tiny_synth, tmp_path) ->
     assert (two / "instances.json").read_bytes() == (one / "instances.json").read_bytes()
     q2 = json.loads((two / "quality.json").read_text())
     assert q2["miou"] == q1["miou"] and q2["images_this_run"] == 3 and q2["images"] == 8
+
+
+def test_ranks_from_the_environment(monkeypatch) -> None:
+    from bbam_lite.utils.distributed import env_ranks
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_ranks().world_size == 1 and env_ranks().is_main
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    r = env_ranks()
+    assert (r.rank, r.world_size, r.device("cuda"), r.device("cpu")) == (1, 4, "cuda:1", "cpu")
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ValueError, match="RANK=4"):
+        env_ranks()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(ValueError, match="not an integer"):
+        env_ranks()
+
+
+def test_bad_engine_options_are_one_line_errors(tiny_synth, capsys) -> None:
+    from bbam_lite.cli import main
+
+    argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "bbam", "--out", "unused"]
+    assert main([*argv, "--batch-objects", "0"]) == 2
+    assert "--batch-objects must be a positive integer or auto" in capsys.readouterr().err
