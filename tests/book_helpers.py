@@ -84,13 +84,17 @@ def notebook_outputs(path: Path) -> list:
             continue
         for o in cell.outputs:
             if o.output_type == "stream":
-                out.append(("stream", o.name, _normalise(o.text)))
+                # how a kernel splits a stream into chunks depends on flush timing: compare the text
+                if out and out[-1][0] == "stream" and out[-1][1] == o.name:
+                    out[-1] = ("stream", o.name, out[-1][2] + o.text)
+                elif o.text:
+                    out.append(("stream", o.name, o.text))
             elif o.output_type in ("execute_result", "display_data"):
                 data = {k: _normalise(v) if isinstance(v, str) else json.dumps(v) for k, v in o.data.items()}
                 out.append((o.output_type, data))
             elif o.output_type == "error":
                 out.append(("error", o.ename, o.evalue))
-    return out
+    return [("stream", o[1], _normalise(o[2])) if o[0] == "stream" else o for o in out]
 
 
 def error_outputs(path: Path) -> list[str]:
