@@ -76,25 +76,28 @@ def _normalise(text: str) -> str:
 
 def notebook_outputs(path: Path) -> list:
     """The outputs of every code cell (text, tables, images), without timing or metadata; the cell
-    papermill injects with the parameters is left out (its run_dir differs between runs)."""
+    papermill injects with the parameters is left out (its run_dir differs between runs). Consecutive
+    stream outputs of a cell are joined: how the kernel's stdout is split into messages depends on
+    timing, not on what was printed."""
     nb = nbformat.read(path, as_version=4)
     out = []
     for cell in nb.cells:
         if cell.cell_type != "code" or "injected-parameters" in cell.metadata.get("tags", []):
             continue
+        items: list = []
         for o in cell.outputs:
             if o.output_type == "stream":
-                # how a kernel splits a stream into chunks depends on flush timing: compare the text
-                if out and out[-1][0] == "stream" and out[-1][1] == o.name:
-                    out[-1] = ("stream", o.name, out[-1][2] + o.text)
-                elif o.text:
-                    out.append(("stream", o.name, o.text))
+                if items and items[-1][0] == "stream" and items[-1][1] == o.name:
+                    items[-1] = ("stream", o.name, items[-1][2] + o.text)
+                else:
+                    items.append(("stream", o.name, o.text))
             elif o.output_type in ("execute_result", "display_data"):
                 data = {k: _normalise(v) if isinstance(v, str) else json.dumps(v) for k, v in o.data.items()}
-                out.append((o.output_type, data))
+                items.append((o.output_type, data))
             elif o.output_type == "error":
-                out.append(("error", o.ename, o.evalue))
-    return [("stream", o[1], _normalise(o[2])) if o[0] == "stream" else o for o in out]
+                items.append(("error", o.ename, o.evalue))
+        out += [("stream", i[1], _normalise(i[2])) if i[0] == "stream" else i for i in items]
+    return out
 
 
 def error_outputs(path: Path) -> list[str]:
