@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 from bbam_lite.attribution.tasks import study_objects  # noqa: E402
 from bbam_lite.data.summary import dataset_summary  # noqa: E402
 from bbam_lite.data.synthetic import read_synthetic  # noqa: E402
-from bbam_lite.detector.probe import probe_heads, training_log  # noqa: E402
+from bbam_lite.detector.probe import checkpoint_id, probe_heads, training_log  # noqa: E402
 from bbam_lite.label_cost import LABEL_COSTS, annotation_hours  # noqa: E402
 from bbam_lite.pseudo.ablation import TABLE4_VARIANTS, Variant, rederive, variant_masks  # noqa: E402
 from bbam_lite.pseudo.generate import PseudoLabelSettings  # noqa: E402
@@ -93,6 +93,7 @@ def test_training_log_from_the_card_or_a_run(tmp_path):
     assert shipped and {"iteration", "box_ap50", "loss"} <= set(shipped[0])
     (tmp_path / "detector.pt").write_bytes(b"")
     assert training_log(tmp_path / "detector.pt") == []
+    assert checkpoint_id(tmp_path / "detector.pt") != checkpoint_id(default_detector_path())
     (tmp_path / "detector_metrics.json").write_text(json.dumps({"log": [{"iteration": 5}]}))
     assert training_log(tmp_path / "detector.pt") == [{"iteration": 5}]
 

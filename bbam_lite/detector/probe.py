@@ -3,6 +3,7 @@ and the training curve a detector was shipped or trained with."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,17 +66,28 @@ def probe_heads(
     )
 
 
-def training_log(detector_path: Path) -> list[dict]:
-    """The validation log of a detector: from the shipped detector's card (``<name>.json`` beside
-    the checkpoint, key ``training_log``) or a training run's ``detector_metrics.json`` (key ``log``).
-    Empty when neither exists."""
+def checkpoint_id(detector_path: Path) -> str:
+    """A short hash of a checkpoint's bytes: a cache key that changes when the weights do (a
+    detector replaced under the same file name must not reuse results of the old one)."""
+    return hashlib.sha256(Path(detector_path).read_bytes()).hexdigest()[:16]
+
+
+def detector_card(detector_path: Path) -> dict:
+    """What a detector was made with: the shipped detector's card (``<name>.json`` beside the
+    checkpoint: command, seed, machine, time, AP, ``training_log``) or a training run's
+    ``detector_metrics.json`` (AP, time, ``log``). Empty when neither exists."""
     path = Path(detector_path)
-    for candidate, key in (
-        (path.with_suffix(".json"), "training_log"),
-        (path.parent / "detector_metrics.json", "log"),
-    ):
+    for candidate in (path.with_suffix(".json"), path.parent / "detector_metrics.json"):
         if candidate.is_file():
             data = json.loads(candidate.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and isinstance(data.get(key), list):
-                return data[key]
-    return []
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def training_log(detector_path: Path) -> list[dict]:
+    """The validation log of a detector, from :func:`detector_card` (key ``training_log`` of a card,
+    ``log`` of a run); empty when there is none."""
+    card = detector_card(detector_path)
+    log = card.get("training_log", card.get("log", []))
+    return log if isinstance(log, list) else []
