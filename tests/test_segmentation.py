@@ -174,7 +174,7 @@ def test_ap_at_each_threshold_for_a_mask_of_iou_062(square) -> None:
     assert r["ap25"] == pytest.approx(1.0) and r["ap50"] == pytest.approx(1.0)
     assert r["ap70"] == 0.0 and r["ap75"] == 0.0
     assert r["ap"] == pytest.approx(0.3)  # matched at 0.5, 0.55 and 0.6 of the ten thresholds
-    assert r["abo"] == pytest.approx(0.62)
+    assert r["abo"] == pytest.approx(0.62) and r["best_match_area_ratio"] == pytest.approx(0.62)
 
 
 def test_a_higher_scored_false_positive_halves_ap_and_class_does_not_matter_to_abo(square) -> None:

@@ -11,6 +11,11 @@
   image, class-agnostic and whatever the score, averaged over all instances (0 for an instance of
   an image without predictions).
 
+Diagnostics beside them: the share of pixels that are and that are predicted an object
+(semantic), and the median area of each object's best-overlap prediction over the object's own
+(instance): they tell a network that predicts too little foreground from one that predicts the
+wrong shapes.
+
 The same scorers serve trained networks and labels folders taken as predictions (the
 GrabCut-NoTrain rows); predicted masks are thresholded at probability 0.5.
 """
@@ -74,18 +79,24 @@ def mask_ap(gt, results: list[dict]) -> dict[str, float | None]:
     return out
 
 
-def best_overlaps(gt_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
-    """For each ground-truth mask (n, H, W) its best IoU with any predicted mask (m, H, W)."""
-    if len(gt_masks) == 0:
-        return np.zeros(0)
-    if len(pred_masks) == 0:
-        return np.zeros(len(gt_masks))
+def best_overlap_matches(gt_masks: np.ndarray, pred_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each ground-truth mask (n, H, W): its best IoU with any predicted mask (m, H, W), and
+    that prediction's area over the ground truth's (0 when there is no prediction)."""
+    if len(gt_masks) == 0 or len(pred_masks) == 0:
+        return np.zeros(len(gt_masks)), np.zeros(len(gt_masks))
     g = gt_masks.reshape(len(gt_masks), -1).astype(np.float32)
     p = pred_masks.reshape(len(pred_masks), -1).astype(np.float32)
     inter = g @ p.T
-    union = g.sum(1)[:, None] + p.sum(1)[None, :] - inter
+    g_area, p_area = g.sum(1), p.sum(1)
+    union = g_area[:, None] + p_area[None, :] - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    return iou.max(1)
+    best = iou.argmax(1)
+    return iou.max(1), p_area[best] / np.maximum(g_area, 1)
+
+
+def best_overlaps(gt_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
+    """For each ground-truth mask (n, H, W) its best IoU with any predicted mask (m, H, W)."""
+    return best_overlap_matches(gt_masks, pred_masks)[0]
 
 
 class InstanceScorer:
@@ -95,6 +106,7 @@ class InstanceScorer:
         self.dataset = dataset
         self.results: list[dict] = []
         self.overlaps: list[np.ndarray] = []
+        self.area_ratios: list[np.ndarray] = []
         self.seen: set[int] = set()
 
     def add(self, image_id: int, gt_masks: np.ndarray, masks: np.ndarray, labels, scores) -> None:
@@ -109,15 +121,20 @@ class InstanceScorer:
                     "score": float(score),
                 }
             )
-        self.overlaps.append(best_overlaps(gt_masks, masks))
+        overlap, area_ratio = best_overlap_matches(gt_masks, masks)
+        self.overlaps.append(overlap)
+        self.area_ratios.append(area_ratio)
 
     def result(self) -> dict:
         recs = [r for r in self.dataset if r.image_id in self.seen]
         gt = coco_ground_truth(BoxDataset(recs, self.dataset.class_names, self.dataset.name), use_masks=True)
         overlaps = np.concatenate(self.overlaps) if self.overlaps else np.zeros(0)
+        ratios = np.concatenate(self.area_ratios) if self.area_ratios else np.zeros(0)
         return {
             **mask_ap(gt, self.results),
             "abo": float(overlaps.mean()) if overlaps.size else 0.0,
+            # diagnostic: median area of each object's best-overlap prediction over the object's
+            "best_match_area_ratio": float(np.median(ratios)) if ratios.size else 0.0,
             "images": len(recs),
             "instances": int(overlaps.size),
             "predictions": len(self.results),
@@ -138,8 +155,12 @@ class SemanticScorer:
 
     def result(self) -> dict:
         iou = self.conf.iou()
+        total = max(int(self.conf.mat.sum()), 1)
         return {
             "miou": self.conf.miou(),
+            # diagnostics: the share of scored pixels that are, and that are predicted, an object
+            "foreground_fraction": float(self.conf.mat[1:].sum() / total),
+            "predicted_foreground_fraction": float(self.conf.mat[:, 1:].sum() / total),
             "per_class_iou": {
                 n: None if np.isnan(v) else float(v) for n, v in zip(self.names, iou, strict=True)
             },
