@@ -89,7 +89,7 @@ def notebook_outputs(path: Path) -> list:
             if o.output_type == "stream":
                 if items and items[-1][0] == "stream" and items[-1][1] == o.name:
                     items[-1] = ("stream", o.name, items[-1][2] + o.text)
-                else:
+                elif o.text:  # an empty chunk is flush timing too
                     items.append(("stream", o.name, o.text))
             elif o.output_type in ("execute_result", "display_data"):
                 data = {k: _normalise(v) if isinstance(v, str) else json.dumps(v) for k, v in o.data.items()}
