@@ -192,6 +192,13 @@ class Workspace:
             train_detector(self.data("train"), self.data("val"), run, cfg, self.device, self.seed, info)
         return run / "detector.pt"
 
+    def detector_digest(self) -> str:
+        """A hash of the detector checkpoint's bytes: part of every cache key that depends on it."""
+        key = ("digest", str(self.detector_path()))
+        if key not in self._cache:
+            self._cache[key] = hashlib.sha256(self.detector_path().read_bytes()).hexdigest()[:16]
+        return self._cache[key]
+
     def detector(self):
         """The :class:`~bbam_lite.detector.model.LoadedDetector` for this workspace's data."""
         from bbam_lite.detector.model import load_detector
@@ -223,13 +230,16 @@ class Workspace:
 
         settings = self.label_settings(method, **overrides)
         limit = self.profile.label_images if limit == -1 else limit
-        key = settings_key({"settings": asdict(settings), "split": split, "limit": limit, "seed": self.seed})
+        needs_detector = method == "bbam" or settings.boxes == "detector"
+        ident = {"settings": asdict(settings), "split": split, "limit": limit, "seed": self.seed}
+        if needs_detector:  # a new detector under the same file name must not reuse old labels
+            ident["detector"] = self.detector_digest()
+        key = settings_key(ident)
         out = self.run_dir / "labels" / f"{method}-{key}"
         quality = out / "quality.json"
         if quality.exists():
             return out, json.loads(quality.read_text())
         ds = self.data(split)
-        needs_detector = method == "bbam" or settings.boxes == "detector"
         det = self.detector() if needs_detector else None
         q = generate(
             ds,
