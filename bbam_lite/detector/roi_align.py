@@ -118,7 +118,7 @@ class GridRoIAlign:
         self.inverse = torch.empty(self.n, dtype=torch.long, device=device)
         if order:
             self.inverse[torch.cat(order)] = torch.arange(self.n, device=device)
-        self._grids: dict[tuple[int, int, int, torch.dtype], torch.Tensor] = {}
+        self._grids: dict[tuple[int, int, int], torch.Tensor] = {}
 
     def __call__(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         x = _filter_input(features, self.pooler.featmap_names)
@@ -126,11 +126,11 @@ class GridRoIAlign:
         sr = self.sr
         pieces = []
         for level, xs, ys, valid, _ in self.levels:
-            f = x[level]
+            f = x[level].float()  # sampled in fp32 under autocast too, as torchvision's roi_align does
             b, c, h, w = f.shape
-            key = (level, h, w, f.dtype)
+            key = (level, h, w)
             if key not in self._grids:
-                self._grids[key] = _grid(xs, ys, h, w).to(f.dtype)
+                self._grids[key] = _grid(xs, ys, h, w)
             out = F.grid_sample(
                 f, self._grids[key], mode="bilinear", padding_mode="border", align_corners=True
             )
