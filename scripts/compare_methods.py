@@ -1,12 +1,14 @@
 """Pseudo-label quality of Box, Box + CRF, GrabCut and BBAM across seeds and difficulty levels.
 
     python scripts/compare_methods.py --out runs/compare [--seeds 0 1 2] [--difficulties easy medium hard]
-                                      [--images 16] [--json results.json]
+                                      [--images 16] [--methods box box_crf grabcut bbam bbam_official]
+                                      [--json results.json]
 
 For each (difficulty, seed) a fresh synthetic training subset is generated (the first N training
-images of that seed and difficulty), all four methods label it with ground-truth boxes, using the
+images of that seed and difficulty), every method labels it with ground-truth boxes, using the
 shipped detector for BBAM, and the mIoU and mean instance IoU are collected. Resumable: finished
-(difficulty, seed, method) runs are read back, not recomputed. Prints a Markdown table.
+(difficulty, seed, method) runs are read back, not recomputed; the JSON is rewritten after each
+(difficulty, seed). Prints Markdown tables: mean over seeds with each seed's value.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import numpy as np
 
 from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, parse_difficulty, read_synthetic
 from bbam_lite.detector.model import load_detector
-from bbam_lite.experiments import compare_methods, hardware
-from bbam_lite.pseudo.generate import METHODS
+from bbam_lite.experiments import DEMO_VARIANTS, VARIANTS, compare_methods, hardware
 from bbam_lite.utils.io import atomic_write_json
 from bbam_lite.weights import default_detector_path
 
@@ -34,13 +35,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--difficulties", nargs="+", default=["easy", "medium", "hard"])
     parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--methods", nargs="+", default=list(DEMO_VARIANTS), choices=sorted(VARIANTS))
     parser.add_argument("--detector", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    rows = []
+    methods = tuple(args.methods)
+    rows: list[dict] = []
     for diff in args.difficulties:
         d = parse_difficulty(diff)
         for seed in args.seeds:
@@ -52,9 +55,9 @@ def main() -> None:
             train = read_synthetic(root, "train")
             det = load_detector(args.detector or default_detector_path(), class_names=train.class_names)
             q = compare_methods(
-                train, det, args.out / f"d{d}-s{seed}" / "labels", METHODS, "lite", progress=not args.quiet
+                train, det, args.out / f"d{d}-s{seed}" / "labels", methods, "lite", progress=not args.quiet
             )
-            for m in METHODS:
+            for m in methods:
                 rows.append(
                     {
                         "difficulty": diff,
@@ -62,31 +65,47 @@ def main() -> None:
                         "seed": seed,
                         "method": m,
                         "miou": q[m]["miou"],
+                        "miou_ignore_as_background": q[m]["miou_ignore_as_background"],
                         "mean_instance_iou": q[m]["mean_instance_iou"],
                         "ignore_fraction": q[m]["ignore_fraction"],
                         "objects": q[m]["objects"],
                         "fallbacks": q[m]["fallbacks"],
                     }
                 )
-    table = ["| difficulty | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
-    for diff in args.difficulties:
+            tables = {
+                key: markdown_table(rows, methods, key)
+                for key in ("miou", "miou_ignore_as_background", "mean_instance_iou")
+            }
+            result = {
+                "rows": rows,
+                "tables_markdown": tables,
+                "images_per_run": args.images,
+                "seeds": args.seeds,
+                "difficulties": args.difficulties,
+                "methods": list(methods),
+                "hardware": hardware(),
+                "date": date.today().isoformat(),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            if args.json:
+                atomic_write_json(args.json, result, indent=2)
+    for key, table in tables.items():
+        print(f"\n{key} (mean over seeds; each seed in brackets)\n{table}")
+
+
+def markdown_table(rows: list[dict], methods: tuple[str, ...], key: str) -> str:
+    """Difficulty x method: the mean of ``key`` over seeds, each seed's value in brackets, best in bold."""
+    lines = ["| difficulty | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for diff in dict.fromkeys(r["difficulty"] for r in rows):
+        vals = {m: [r[key] for r in rows if r["difficulty"] == diff and r["method"] == m] for m in methods}
+        best = max(methods, key=lambda m: np.mean(vals[m]))
         cells = []
-        for m in METHODS:
-            v = [r["miou"] for r in rows if r["difficulty"] == diff and r["method"] == m]
-            cells.append(f"{np.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
-        table.append(f"| {diff} | " + " | ".join(cells) + " |")
-    print("\n".join(table))
-    result = {
-        "rows": rows,
-        "table_markdown": "\n".join(table),
-        "images_per_run": args.images,
-        "seeds": args.seeds,
-        "hardware": hardware(),
-        "date": date.today().isoformat(),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    if args.json:
-        atomic_write_json(args.json, result, indent=2)
+        for m in methods:
+            cell = f"{np.mean(vals[m]):.3f}"
+            seeds = ", ".join(f"{x:.3f}" for x in vals[m])
+            cells.append((f"**{cell}**" if m == best else cell) + f" ({seeds})")
+        lines.append(f"| {diff} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

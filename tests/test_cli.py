@@ -195,8 +195,9 @@ def test_demo_smoke(tmp_path, smoke_detector, capsys) -> None:
         == 0
     )
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert set(summary["methods"]) == {"box", "box_crf", "grabcut", "bbam"}
+    assert set(summary["methods"]) == {"box", "box_crf", "grabcut", "bbam", "bbam_official"}
+    assert set(summary["bbam_settings"]) == {"bbam", "bbam_official"}
     for row in summary["methods"].values():
         assert 0 <= row["miou"] <= 1 and 0 <= row["mean_instance_iou"] <= 1
     assert (tmp_path / "demo" / "comparison.png").stat().st_size > 10_000
-    assert "bbam" in capsys.readouterr().out
+    assert "bbam_official" in capsys.readouterr().out
