@@ -150,3 +150,36 @@ def test_variant_masks_need_proposals_to_refine(tiny_synth):
         variant_masks(rec.load_image(), bbam, rec.boxes[0], settings, [Variant(refine=True)])
     with pytest.raises(ValueError):
         Variant(theta_fg=0.2, theta_bg=0.8)
+
+
+def test_quantile_rule_ignores_the_maps_scale(tiny_synth, tmp_path):
+    """The paper's thresholds read the map's values; the authors' area quantiles read its ranking, so
+    a map that ranks the object first but never reaches theta_fg (what BBAM does at lite scale) is
+    lost by the first rule and kept by the second."""
+    from bbam_lite.pseudo.generate import _save_image_result
+    from bbam_lite.pseudo.labels import InstanceLabel
+
+    ds = read_synthetic(tiny_synth, "train")
+    settings = PseudoLabelSettings(method="bbam", profile="lite")
+    folder, recs = _fake_bbam_folder(
+        tmp_path, ds, lambda rec, k: 0.1 + 0.4 * rec.load_masks()[k].astype(np.float32)
+    )
+    for rec in recs:
+        empty = np.zeros((rec.height, rec.width), bool)
+        insts = [InstanceLabel(int(c), b, empty, empty) for b, c in zip(rec.boxes, rec.labels, strict=True)]
+        _save_image_result(folder / "images" / f"{rec.image_id}.npz", insts, [{"stride": 3.0}] * len(insts))
+    variants = {"values": Variant(), "quantiles": Variant(rule="quantiles")}
+    res = rederive(ds, folder, variants, settings, limit=3)
+    assert res["values"]["mean_instance_iou"] < 0.05  # nothing above 0.8: every object lost
+    assert res["quantiles"]["mean_instance_iou"] > 0.5
+    assert res["quantiles"]["miou_ignore_as_background"] <= res["quantiles"]["miou"] + 1e-9
+    with pytest.raises(ValueError, match="crf must be True"):
+        Variant(rule="quantiles", crf=False)
+    with pytest.raises(ValueError, match="needs the object's stride"):
+        variant_masks(
+            recs[0].load_image(),
+            recs[0].load_masks()[0] * 0.3,
+            recs[0].boxes[0],
+            settings,
+            [Variant(rule="quantiles")],
+        )

@@ -19,8 +19,14 @@ import numpy as np
 from bbam_lite.baselines import BOX_CRF_PRIOR
 from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.metrics import ConfusionMatrix, best_match_ious
-from bbam_lite.pseudo.generate import PseudoLabelSettings
-from bbam_lite.pseudo.labels import InstanceLabel, box_region, instances_to_semantic, refine_paper
+from bbam_lite.pseudo.generate import PseudoLabelSettings, load_image_result
+from bbam_lite.pseudo.labels import (
+    InstanceLabel,
+    box_region,
+    instances_to_semantic,
+    refine_official,
+    refine_paper,
+)
 from bbam_lite.pseudo.refine import grouping_proposals, read_mcg, refine_with_proposals
 
 
@@ -33,10 +39,17 @@ class Variant:
     theta_fg: float = 0.8
     theta_bg: float = 0.2
     refine: bool = False  # Eq. 4 with mask proposals
+    # values: theta_fg / theta_bg on the (CRF-refined) map's values, as the paper states it;
+    # quantiles: the authors' code (area quantiles 0.85 / 0.2, blur, CRF; the thetas are not used)
+    rule: str = "values"
 
     def __post_init__(self) -> None:
         if self.source not in ("bbam", "box"):
             raise ValueError(f"variant source must be bbam or box, got {self.source!r}")
+        if self.rule not in ("values", "quantiles"):
+            raise ValueError(f"variant rule must be values or quantiles, got {self.rule!r}")
+        if self.rule == "quantiles" and not self.crf:
+            raise ValueError("the quantile rule (authors' code) includes its CRF: crf must be True")
         if not 0 <= self.theta_bg <= self.theta_fg <= 1:
             raise ValueError(f"need 0 <= theta_bg <= theta_fg <= 1, got {self.theta_bg}, {self.theta_fg}")
 
@@ -47,6 +60,7 @@ TABLE4_VARIANTS: dict[str, Variant] = {
     "BBAM, θ 0.8 / 0.2 (no CRF)": Variant(crf=False),
     "BBAM + CRF, θ 0.8 / 0.2 (paper)": Variant(),
     "BBAM + CRF + proposals (Eq. 4)": Variant(refine=True),
+    "BBAM, area quantiles 0.85 / 0.2 + blur + CRF (authors' code)": Variant(rule="quantiles"),
     "CRF on the box alone (Q > 0.5)": Variant(source="box", theta_fg=0.5, theta_bg=0.5),
 }
 
@@ -59,10 +73,16 @@ def _instance(
     variant: Variant,
     settings: PseudoLabelSettings,
     proposals: np.ndarray | None,
+    stride: float | None = None,
 ) -> InstanceLabel:
     h, w = prob.shape
     crf = settings.crf_params(h, w) if variant.crf else None
-    fg, ignore, _ = refine_paper(image, prob, box, crf, variant.theta_fg, variant.theta_bg)
+    if variant.rule == "quantiles":
+        if stride is None:
+            raise ValueError("the quantile rule needs the object's stride (its blur kernel)")
+        fg, ignore, _ = refine_official(image, prob, box, float(stride), crf)
+    else:
+        fg, ignore, _ = refine_paper(image, prob, box, crf, variant.theta_fg, variant.theta_bg)
     if variant.refine:
         if proposals is None:
             raise ValueError("a variant with refine=True needs mask proposals")
@@ -77,8 +97,9 @@ def _score_image(
     variants: dict[str, Variant],
     settings: PseudoLabelSettings,
     n_classes: int,
-) -> dict[str, tuple[ConfusionMatrix, list[dict]]]:
-    """Every variant's confusion matrix and per-object rows for one image."""
+) -> dict[str, tuple[ConfusionMatrix, ConfusionMatrix, list[dict]]]:
+    """Every variant's confusion matrices (ignore excluded; ignore as background) and per-object rows
+    for one image."""
     image = rec.load_image()
     with np.load(labels_dir / "bbam" / f"{rec.image_id}.npz", allow_pickle=False) as z:
         maps = z["bbam"].astype(np.float32)
@@ -94,6 +115,11 @@ def _score_image(
             if settings.mcg_dir
             else grouping_proposals(image)
         )
+    strides = [None] * len(maps)
+    if any(v.rule == "quantiles" for v in variants.values()):  # the blur's kernel is the stride
+        strides = [
+            obj["stride"] for obj in load_image_result(labels_dir / "images" / f"{rec.image_id}.npz")[1]
+        ]
     gt_masks = rec.load_masks()
     gt = np.zeros((rec.height, rec.width), np.uint8)
     for m, c in zip(gt_masks, rec.labels, strict=True):
@@ -106,9 +132,12 @@ def _score_image(
                 prob = maps[k]
             else:
                 prob = box_region(box, rec.height, rec.width) * np.float32(BOX_CRF_PRIOR)
-            insts.append(_instance(image, prob, box, label, variant, settings, proposals))
+            insts.append(_instance(image, prob, box, label, variant, settings, proposals, strides[k]))
+        sem = instances_to_semantic(insts, rec.height, rec.width, variant.rule == "quantiles")
         conf = ConfusionMatrix(n_classes)
-        conf.update(gt, instances_to_semantic(insts, rec.height, rec.width))
+        conf.update(gt, sem)
+        conf_bg = ConfusionMatrix(n_classes)
+        conf_bg.update(gt, np.where(sem == 255, 0, sem).astype(np.uint8))
         ious = best_match_ious(gt_masks, rec.labels, [i.fg for i in insts], [i.label for i in insts])
         rows = []
         for k, iou in enumerate(ious):
@@ -122,14 +151,14 @@ def _score_image(
                     "iou": float(iou),
                 }
             )
-        out[name] = (conf, rows)
+        out[name] = (conf, conf_bg, rows)
     return out
 
 
 _FORKED: tuple | None = None  # (records, arguments) shared with forked workers
 
 
-def _score_forked(i: int) -> dict[str, tuple[ConfusionMatrix, list[dict]]]:
+def _score_forked(i: int) -> dict[str, tuple[ConfusionMatrix, ConfusionMatrix, list[dict]]]:
     recs, args = _FORKED
     return _score_image(recs[i], *args)
 
@@ -172,19 +201,21 @@ def rederive(
         per_image = [_score_image(rec, *args) for rec in recs]
     result = {}
     for name, variant in variants.items():
-        conf = ConfusionMatrix(n_cls)
+        conf, conf_bg = ConfusionMatrix(n_cls), ConfusionMatrix(n_cls)
         rows: list[dict] = []
         for scores in per_image:
-            c, r = scores[name]
-            conf.mat += c.mat
-            conf.ignored += c.ignored
-            conf.total += c.total
+            c, c_bg, r = scores[name]
+            for total, part in ((conf, c), (conf_bg, c_bg)):
+                total.mat += part.mat
+                total.ignored += part.ignored
+                total.total += part.total
             rows += r
         result[name] = {
             "variant": asdict(variant),
             "images": len(recs),
             "miou": conf.miou(),
             "ignore_fraction": conf.ignore_fraction,
+            "miou_ignore_as_background": conf_bg.miou(),
             "mean_instance_iou": float(np.mean([r["iou"] for r in rows])) if rows else 0.0,
             "objects": rows,
         }
@@ -198,11 +229,13 @@ def variant_masks(
     settings: PseudoLabelSettings,
     variants: Sequence[Variant],
     proposals: np.ndarray | None = None,
+    stride: float | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(foreground, ignore) of one object under each variant, for figures."""
+    """(foreground, ignore) of one object under each variant, for figures (``stride``: the object's
+    BBAM stride, needed by the quantile rule)."""
     out = []
     for v in variants:
         prob = bbam if v.source == "bbam" else box_region(box, *bbam.shape) * np.float32(BOX_CRF_PRIOR)
-        inst = _instance(image, prob, box, 0, v, settings, proposals if v.refine else None)
+        inst = _instance(image, prob, box, 0, v, settings, proposals if v.refine else None, stride)
         out.append((inst.fg, inst.ignore))
     return out
