@@ -23,15 +23,9 @@ from bbam_lite.data import load_dataset
 from bbam_lite.data.stats import channel_mean
 from bbam_lite.detector.model import load_detector
 from bbam_lite.experiments import hardware
-from bbam_lite.metrics import ConfusionMatrix, best_match_ious
-from bbam_lite.pseudo.generate import PseudoLabelSettings, generate, load_image_result
-from bbam_lite.pseudo.labels import (
-    InstanceLabel,
-    box_region,
-    instances_to_semantic,
-    refine_official,
-    refine_paper,
-)
+from bbam_lite.pseudo.ablation import Variant, rederive
+from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
+from bbam_lite.pseudo.labels import box_region
 from bbam_lite.utils.io import atomic_write_json
 from bbam_lite.weights import default_detector_path
 
@@ -44,45 +38,15 @@ RUNS = (
     ("paper", "ones", 300),
     ("paper", "boxes", 300),
 )
-RULES = ("paper", "official")
+#: label rule -> the chapter 6 variant that applies it to stored maps
+RULES = {"paper": Variant(), "official": Variant(rule="quantiles")}
+
+
+SCORES = ("miou", "ignore_fraction", "miou_ignore_as_background", "mean_instance_iou")
 
 
 def run_name(preset: str, init: str, iterations: int | None) -> str:
     return f"{preset}-{init}-{iterations or 'lite'}"
-
-
-def relabel(dataset, recs, folder: Path, rule: str, settings: PseudoLabelSettings) -> dict:
-    """Quality of the maps in ``folder`` when labelled with ``rule`` (paper values or authors' quantiles)."""
-    conf = ConfusionMatrix(len(dataset.class_names))
-    conf_bg = ConfusionMatrix(len(dataset.class_names))
-    ious: list[float] = []
-    for rec in recs:
-        image = rec.load_image()
-        h, w = image.shape[:2]
-        maps = np.load(folder / "bbam" / f"{rec.image_id}.npz")["bbam"].astype(np.float32)
-        old, info = load_image_result(folder / "images" / f"{rec.image_id}.npz")
-        crf = settings.crf_params(h, w)
-        insts = []
-        for inst, obj, m in zip(old, info, maps, strict=True):
-            if rule == "paper":
-                fg, ign, _ = refine_paper(image, m, inst.box, crf, settings.theta_fg, settings.theta_bg)
-            else:
-                fg, ign, _ = refine_official(image, m, inst.box, obj["stride"], crf)
-            insts.append(InstanceLabel(inst.label, inst.box, fg, ign))
-        sem = instances_to_semantic(insts, h, w, rule == "official")
-        gt_masks = rec.load_masks()
-        gt = np.zeros((h, w), np.uint8)
-        for mk, c in zip(gt_masks, rec.labels, strict=True):
-            gt[mk] = c
-        conf.update(gt, sem)
-        conf_bg.update(gt, np.where(sem == 255, 0, sem).astype(np.uint8))
-        ious += best_match_ious(gt_masks, rec.labels, [i.fg for i in insts], [i.label for i in insts])
-    return {
-        "miou": conf.miou(),
-        "ignore_fraction": conf.ignore_fraction,
-        "miou_ignore_as_background": conf_bg.miou(),
-        "mean_instance_iou": float(np.mean(ious)) if ious else 0.0,
-    }
 
 
 def map_statistics(recs, folder: Path) -> dict:
@@ -131,6 +95,7 @@ def main() -> None:
         folder = args.out / run_name(preset, init, iterations)
         q = generate(dataset, settings, folder, detector=det.model, mean=mean, limit=args.images)
         stats = map_statistics(recs, folder)
+        scores = rederive(dataset, folder, RULES, settings, limit=args.images)
         for rule in RULES:
             rows.append(
                 {
@@ -139,7 +104,7 @@ def main() -> None:
                     "iterations": iterations or settings.bbam_config().iterations,
                     "rule": rule,
                     "own_rule": rule == preset,
-                    **relabel(dataset, recs, folder, rule, settings),
+                    **{k: scores[rule][k] for k in SCORES},
                     **stats,
                     "objects": q["objects"],
                     "fallbacks": q["fallbacks"],
