@@ -347,6 +347,10 @@ def test_comparison_order_check_and_table() -> None:
     assert order_check(rows, "semantic", "miou")["holds"]
     broken = order_check(rows, "instance", "ap50")
     assert not broken["holds"] and broken["rows"] == ["full", "grabcut", "box"]
+    rows["bbam_official"] = row(0.75, 0.6, 0.55)
+    with_bbam = order_check(rows, "semantic", "miou", "bbam_official")
+    assert with_bbam["rows"] == ["full", "bbam_official", "grabcut", "box"] and with_bbam["holds"]
+    assert order_check(rows, "instance", "ap50", "bbam_official")["holds"] is False  # 0.5 < 0.6
     table = markdown_table({"rows": rows})
     assert "| Box + CRF" not in table and "| GrabCut-NoTrain-GT (no network) | 65.0 |" in table
     full = "| Full supervision (ground-truth masks) | 80.0 | - | - | 50.0 | - | - | - | 60.0 | 1.0 / - |"

@@ -6,7 +6,8 @@ on the val split (mIoU; AP25, AP50, AP70, AP75, AP, ABO). Every NoTrain labels f
 val split: ``bbam-lite pseudo-labels --split val --method grabcut --boxes gt|detector``) is scored
 directly as predictions: Box2Seg's GrabCut-NoTrain-GT / -Det rows. The paper's numbers (VOC val)
 go beside ours. Resumable: runs continue from their checkpoints, finished evaluations are read back.
-Rows, in the papers' order: full, box, box_crf, grabcut, bbam, bbam_refined, then the NoTrain rows.
+Rows, in the papers' order: full, box, box_crf, grabcut, bbam, bbam_official (the authors' preset),
+bbam_refined, then the NoTrain rows.
 ``scripts/seg_comparison.py`` is the command-line front end.
 """
 
@@ -26,6 +27,7 @@ ROWS = {
     "box_crf": "Box + CRF",
     "grabcut": "GrabCut",
     "bbam": "BBAM (no proposal refinement)",
+    "bbam_official": "BBAM, authors' code (no proposal refinement)",
     "bbam_refined": "BBAM (with proposal refinement)",
     "grabcut_notrain_gt": "GrabCut-NoTrain-GT (no network)",
     "grabcut_notrain_det": "GrabCut-NoTrain-Det (no network)",
@@ -50,7 +52,28 @@ PAPER = {
     "grabcut_notrain_det": {"miou": 68.5},
 }
 INSTANCE_KEYS = ("ap25", "ap50", "ap70", "ap75", "ap", "abo")
-EXPECTED_ORDER = ("full", "bbam_refined", "grabcut", "box")
+#: The order the paper's tables show: full > BBAM > GrabCut > Box (checked for each BBAM row present).
+EXPECTED_ORDER = ("full", "bbam", "grabcut", "box")
+BBAM_ROWS = ("bbam", "bbam_official", "bbam_refined")
+
+#: Schedules of the book's chapter 12 per notebook profile: train-seg profile, iterations (semantic,
+#: instance; None = that profile's), val images scored (None = all), rows trained.
+BOOK_SCHEDULES: dict[str, dict] = {
+    "smoke": {"profile": "smoke", "iterations": (2, 2), "val_limit": 4, "rows": ("full", "box", "bbam")},
+    "lite": {
+        "profile": "lite",
+        "iterations": (200, 150),  # lite train-seg profile: 1500 / 600; paper: 2.4e4 / 2e4
+        "val_limit": 60,
+        "rows": ("full", "box", "box_crf", "grabcut", "bbam", "bbam_official"),
+    },
+    "full": {
+        "profile": "paper",
+        "iterations": (None, None),
+        "val_limit": None,
+        "crf": ("semantic", "instance"),
+        "rows": ("full", "box", "box_crf", "grabcut", "bbam", "bbam_official", "bbam_refined"),
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ class ComparisonSettings:
     crf: tuple[str, ...] = ()  # tasks also scored after dense-CRF post-processing
     seed: int = 0
     quiet: bool = True
+    device: str = "cpu"
 
 
 def _run(argv: list[str]) -> None:
@@ -85,13 +109,15 @@ def train_and_evaluate(s: ComparisonSettings, name: str, labels: str, task: str)
     iterations = s.semantic_iterations if task == "semantic" else s.instance_iterations
     argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", str(labels)]
     argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed), "--eval-images", "0"]
+    argv += ["--device", s.device]
     argv += ["--iterations", str(iterations)] if iterations else []
     argv += ["--limit", str(s.limit)] if s.limit else []
     if not (run / "model.pt").exists():
         _run(argv)
     metrics_path = run / "metrics.json"
     if not metrics_path.exists():
-        ev = [*quiet, "evaluate", "--run", str(run)] + (["--crf"] if task in s.crf else [])
+        ev = [*quiet, "evaluate", "--run", str(run), "--device", s.device]
+        ev += ["--crf"] if task in s.crf else []
         _run(ev + (["--limit", str(s.val_limit)] if s.val_limit else []))
     m = json.loads(metrics_path.read_text(encoding="utf-8"))
     out = {
@@ -111,6 +137,7 @@ def score_notrain(s: ComparisonSettings, folder: str) -> dict:
     out = Path(folder) / "metrics-val.json"
     if not out.exists():
         argv = ["--quiet", "evaluate", "--labels", str(folder), "--data", str(s.data), "--split", "val"]
+        argv += ["--device", s.device]
         _run(argv + (["--limit", str(s.val_limit)] if s.val_limit else []) + ["--json", str(out)])
     r = json.loads(out.read_text(encoding="utf-8"))
     return {
@@ -119,9 +146,11 @@ def score_notrain(s: ComparisonSettings, folder: str) -> dict:
     }
 
 
-def order_check(rows: dict, task: str, key: str) -> dict | None:
-    """Whether full > BBAM > GrabCut > Box holds for ``key`` among the rows that exist."""
-    present = [(n, rows[n][task][key]) for n in EXPECTED_ORDER if n in rows and task in rows[n]]
+def order_check(rows: dict, task: str, key: str, bbam: str = "bbam") -> dict | None:
+    """Whether full > BBAM > GrabCut > Box holds for ``key`` among the rows that exist, with the
+    BBAM row ``bbam`` (one of :data:`BBAM_ROWS`)."""
+    order = [bbam if n == "bbam" else n for n in EXPECTED_ORDER]
+    present = [(n, rows[n][task][key]) for n in order if n in rows and task in rows[n]]
     if len(present) < 2:
         return None
     values = [v for _, v in present]
@@ -154,9 +183,11 @@ def compare(s: ComparisonSettings, labels: dict[str, str], notrain: dict[str, st
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()},
         "rows": rows,
         "expected_order": {
-            f"{task}/{key}": order_check(rows, task, key)
+            f"{task}/{key}/{b}": order_check(rows, task, key, b)
             for task, keys in (("semantic", ("miou",)), ("instance", ("ap50", "ap", "abo")))
             for key in keys
+            for b in BBAM_ROWS
+            if b in rows
         },
         "paper_voc_val_percent": PAPER,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -188,3 +219,52 @@ def markdown_table(result: dict) -> str:
         cells = [str(p.get(k, "-")) for k in ("miou", *INSTANCE_KEYS)]
         lines.append(f"| {ROWS[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: Row name -> (pseudo-label method, PseudoLabelSettings overrides) for the book's chapter 12.
+BOOK_LABELS: dict[str, tuple[str, dict]] = {
+    "box": ("box", {}),
+    "box_crf": ("box_crf", {}),
+    "grabcut": ("grabcut", {}),
+    "bbam": ("bbam", {}),
+    "bbam_official": ("bbam", {"preset": "official"}),
+    "bbam_refined": ("bbam", {"refine": "proposals"}),
+}
+
+
+def book_comparison(ws, schedule: dict | None = None) -> dict:
+    """Chapter 12: every row of the profile's schedule, trained on the workspace's pseudo labels
+    (shared with the other chapters) and scored on its val split, plus the GrabCut-NoTrain rows.
+
+    ``ws`` is a :class:`bbam_lite.workspace.Workspace`. Networks go to ``RUN/segmentation/<key>``
+    (resumable); the finished result is cached in the run folder like any analysis.
+    """
+    from bbam_lite.workspace import settings_key
+
+    sched = schedule or BOOK_SCHEDULES[ws.profile.name]
+    labels = {
+        name: "gt" if name == "full" else str(ws.labels(BOOK_LABELS[name][0], **BOOK_LABELS[name][1])[0])
+        for name in sched["rows"]
+    }
+    notrain = {
+        name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
+        for name, boxes in (("grabcut_notrain_gt", "gt"), ("grabcut_notrain_det", "detector"))
+    }
+    ident = {
+        "schedule": {k: list(v) if isinstance(v, tuple) else v for k, v in sched.items()},
+        "labels": {k: Path(v).name for k, v in {**labels, **notrain}.items()},
+        "label_images": ws.profile.label_images,
+    }
+    settings = ComparisonSettings(
+        data=ws.data_path(),
+        out=ws.run_dir / "segmentation" / settings_key({**ident, "seed": ws.seed, "dataset": ws.dataset}),
+        profile=sched["profile"],
+        limit=ws.profile.label_images if "full" in labels else None,
+        val_limit=sched["val_limit"],
+        semantic_iterations=sched["iterations"][0],
+        instance_iterations=sched["iterations"][1],
+        crf=tuple(sched.get("crf", ())),
+        seed=ws.seed,
+        device=ws.device,
+    )
+    return ws.cached_json("segmentation-comparison", ident, lambda: compare(settings, labels, notrain))
