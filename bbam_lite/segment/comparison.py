@@ -242,10 +242,14 @@ def book_comparison(ws, schedule: dict | None = None) -> dict:
     from bbam_lite.workspace import settings_key
 
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
-    labels = {
-        name: "gt" if name == "full" else str(ws.labels(BOOK_LABELS[name][0], **BOOK_LABELS[name][1])[0])
-        for name in sched["rows"]
+    # labels no other chapter makes come first, so that a parallel run of the other chapters
+    # (bbam-lite book run --only ...) makes the shared ones meanwhile
+    shared = {"box", "box_crf", "grabcut", "bbam"}
+    made = {
+        name: str(ws.labels(BOOK_LABELS[name][0], **BOOK_LABELS[name][1])[0])
+        for name in sorted((n for n in sched["rows"] if n != "full"), key=lambda n: n in shared)
     }
+    labels = {name: "gt" if name == "full" else made[name] for name in sched["rows"]}
     notrain = {
         name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
         for name, boxes in (("grabcut_notrain_gt", "gt"), ("grabcut_notrain_det", "detector"))
