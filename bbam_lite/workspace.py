@@ -255,14 +255,20 @@ class Workspace:
         return out, q
 
     # ---------------------------------------------------------------------------- analyses
-    def cached_json(self, name: str, settings: dict, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s JSON-able result, stored under RUN/results keyed by ``settings``."""
+    def cached_json(
+        self, name: str, settings: dict, compute: Callable[[], Any], uses_detector: bool = True
+    ) -> Any:
+        """``compute()``'s JSON-able result, stored under RUN/results keyed by ``settings`` (and by
+        the detector checkpoint's bytes unless ``uses_detector`` is False, so a newly shipped or
+        retrained detector never reuses an old result)."""
         full = {
             "settings": settings,
             "profile": self.profile.name,
             "dataset": self.dataset,
             "seed": self.seed,
         }
+        if uses_detector:
+            full["detector"] = self.detector_digest()
         path = self.run_dir / "results" / f"{name}-{settings_key(full)}.json"
         if path.exists():
             return json.loads(path.read_text())["result"]

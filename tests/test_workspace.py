@@ -47,3 +47,15 @@ def test_workspace_caches_data_labels_and_results(tmp_path):
     assert ws.cached_json("study", {"x": 1}, compute) == {"value": 3}
     assert ws.cached_json("study", {"x": 1}, compute) == {"value": 3}
     assert len(calls) == 1
+
+
+def test_cached_results_are_keyed_by_the_detector(tmp_path, monkeypatch):
+    ws = Workspace.from_parameters("smoke", "synthetic", None, "cpu", 0, str(tmp_path))
+    calls = []
+    compute = lambda: calls.append(1) or {"value": len(calls)}  # noqa: E731
+    assert ws.cached_json("study", {"x": 1}, compute) == {"value": 1}
+    assert ws.cached_json("study", {"x": 1}, compute, uses_detector=False) == {"value": 2}
+    other = Workspace(tmp_path, "smoke")
+    monkeypatch.setattr(other, "detector_digest", lambda: "another-checkpoint")
+    assert other.cached_json("study", {"x": 1}, compute) == {"value": 3}  # not the old detector's result
+    assert other.cached_json("study", {"x": 1}, compute, uses_detector=False) == {"value": 2}
