@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=["paper", "official"],
         default="paper",
-        help="BBAM as in the paper (default) or as in the authors' code",
+        help="BBAM as in the paper (default) or as in the authors' code (area-quantile thresholds: "
+        "the one that beats the baselines at lite scale; see docs/bbam-settings.md)",
     )
     pl.add_argument(
         "--profile",
