@@ -43,8 +43,9 @@ VARIANTS: dict[str, dict] = {
     "grabcut": {"method": "grabcut"},
     "bbam": {"method": "bbam", "preset": "paper"},
     "bbam_official": {"method": "bbam", "preset": "official"},
+    "bbam_refined": {"method": "bbam", "preset": "paper", "refine": "proposals"},
 }
-DEMO_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+DEMO_VARIANTS: tuple[str, ...] = ("box", "box_crf", "grabcut", "bbam", "bbam_official")
 
 
 def compare_methods(

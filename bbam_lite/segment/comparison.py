@@ -221,17 +221,6 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-#: Row name -> (pseudo-label method, PseudoLabelSettings overrides) for the book's chapter 12.
-BOOK_LABELS: dict[str, tuple[str, dict]] = {
-    "box": ("box", {}),
-    "box_crf": ("box_crf", {}),
-    "grabcut": ("grabcut", {}),
-    "bbam": ("bbam", {}),
-    "bbam_official": ("bbam", {"preset": "official"}),
-    "bbam_refined": ("bbam", {"refine": "proposals"}),
-}
-
-
 def book_comparison(ws, schedule: dict | None = None) -> dict:
     """Chapter 12: every row of the profile's schedule, trained on the workspace's pseudo labels
     (shared with the other chapters) and scored on its val split, plus the GrabCut-NoTrain rows.
@@ -239,16 +228,17 @@ def book_comparison(ws, schedule: dict | None = None) -> dict:
     ``ws`` is a :class:`bbam_lite.workspace.Workspace`. Networks go to ``RUN/segmentation/<key>``
     (resumable); the finished result is cached in the run folder like any analysis.
     """
+    from bbam_lite.experiments import VARIANTS
     from bbam_lite.workspace import settings_key
 
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
     # labels no other chapter makes come first, so that a parallel run of the other chapters
     # (bbam-lite book run --only ...) makes the shared ones meanwhile
     shared = {"box", "box_crf", "grabcut", "bbam"}
-    made = {
-        name: str(ws.labels(BOOK_LABELS[name][0], **BOOK_LABELS[name][1])[0])
-        for name in sorted((n for n in sched["rows"] if n != "full"), key=lambda n: n in shared)
-    }
+    made = {}
+    for name in sorted((n for n in sched["rows"] if n != "full"), key=lambda n: n in shared):
+        fields = dict(VARIANTS[name])  # the demo's and the method comparison's registry
+        made[name] = str(ws.labels(fields.pop("method"), **fields)[0])
     labels = {name: "gt" if name == "full" else made[name] for name in sched["rows"]}
     notrain = {
         name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
