@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bbam_lite.analysis import tables
 from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, parse_difficulty, read_synthetic
 from bbam_lite.detector.model import load_detector
 from bbam_lite.experiments import DEMO_VARIANTS, VARIANTS, compare_methods, hardware
@@ -95,17 +96,17 @@ def main() -> None:
 
 def markdown_table(rows: list[dict], methods: tuple[str, ...], key: str) -> str:
     """Difficulty x method: the mean of ``key`` over seeds, each seed's value in brackets, best in bold."""
-    lines = ["| difficulty | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    table = []
     for diff in dict.fromkeys(r["difficulty"] for r in rows):
         vals = {m: [r[key] for r in rows if r["difficulty"] == diff and r["method"] == m] for m in methods}
         best = max(methods, key=lambda m: np.mean(vals[m]))
-        cells = []
+        row = {"difficulty": diff}
         for m in methods:
             cell = f"{np.mean(vals[m]):.3f}"
             seeds = ", ".join(f"{x:.3f}" for x in vals[m])
-            cells.append((f"**{cell}**" if m == best else cell) + f" ({seeds})")
-        lines.append(f"| {diff} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row[m] = (f"**{cell}**" if m == best else cell) + f" ({seeds})"
+        table.append(row)
+    return tables.markdown_table(table, [(c, c, "") for c in ("difficulty", *methods)])
 
 
 if __name__ == "__main__":
