@@ -159,9 +159,10 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         refine=args.refine,
         mcg_dir=str(args.mcg_dir) if args.mcg_dir else None,
         bbam=bbam,
+        maps_from=str(args.maps_from) if args.maps_from else None,
     )
     detector, det_info = None, {}
-    if args.method == "bbam" or args.boxes == "detector":
+    if settings.needs_detector:
         if args.detector is None and kind != "synthetic":
             raise ValueError(
                 f"--method {args.method} --boxes {args.boxes} on {kind} data needs --detector PATH"
@@ -170,11 +171,11 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-objects must be a positive integer or auto, got {args.batch_objects!r}")
     with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
         device = _device(ranks.device(args.device))
-        if args.method == "bbam" or args.boxes == "detector":
+        if settings.needs_detector:
             path = args.detector or default_detector_path()
             loaded = load_detector(path, device, class_names=ds.class_names)
             detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
-        mean = channel_mean(ds) if args.method == "bbam" else None
+        mean = channel_mean(ds) if settings.needs_detector and args.method == "bbam" else None
         batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
         q = generate(
             ds,
@@ -333,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--mcg-dir", type=Path, default=None, help="folder of precomputed MCG .mat files (one per image)"
+    )
+    pl.add_argument(
+        "--maps-from",
+        type=Path,
+        default=None,
+        metavar="LABELS",
+        help="reuse the BBAM maps stored in this labels folder (same boxes and BBAM settings) and "
+        "redo only the thresholds / CRF / refinement: a Table 5 sweep in minutes",
     )
     pl.add_argument("--iterations", type=int, default=None, help="BBAM iterations (override)")
     pl.add_argument("--lam", type=float, default=None, help="BBAM lambda (override)")

@@ -224,15 +224,23 @@ class Workspace:
     ) -> tuple[Path, dict]:
         """Pseudo labels of ``method`` for the profile's label images: (folder, quality dict).
 
-        ``limit=-1`` uses the profile's ``label_images``. A rerun returns the cached folder.
+        ``limit=-1`` uses the profile's ``label_images``. A rerun returns the cached folder. BBAM
+        labels with other post-processing than the default (thresholds, CRF, refinement) reuse the
+        maps of the default's folder (made first if needed) instead of optimising again.
         """
         from bbam_lite.pseudo.generate import generate
 
         settings = self.label_settings(method, **overrides)
         limit = self.profile.label_images if limit == -1 else limit
-        needs_detector = method == "bbam" or settings.boxes == "detector"
-        ident = {"settings": asdict(settings), "split": split, "limit": limit, "seed": self.seed}
-        if needs_detector:  # a new detector under the same file name must not reuse old labels
+        if method == "bbam" and not settings.maps_from:
+            base = settings.without_postprocessing()
+            if base != settings:
+                fields = _overrides_of(base, self.label_settings(method))
+                base_dir, _ = self.labels(method, split, limit, **fields)
+                settings = replace(settings, maps_from=str(base_dir))
+        uses_detector = method == "bbam" or settings.boxes == "detector"
+        ident = {"settings": settings.record(), "split": split, "limit": limit, "seed": self.seed}
+        if uses_detector:  # a new detector under the same file name must not reuse old labels
             ident["detector"] = self.detector_digest()
         key = settings_key(ident)
         out = self.run_dir / "labels" / f"{method}-{key}"
@@ -240,16 +248,16 @@ class Workspace:
         if quality.exists():
             return out, json.loads(quality.read_text())
         ds = self.data(split)
-        det = self.detector() if needs_detector else None
+        det = self.detector() if settings.needs_detector else None
         q = generate(
             ds,
             settings,
             out,
             det.model if det else None,
-            self.mean() if method == "bbam" else None,
+            self.mean() if det and method == "bbam" else None,
             self.device,
             limit,
-            provenance={"detector": str(self.detector_path())} if det else None,
+            provenance={"detector": str(self.detector_path())} if uses_detector else None,
             progress=False,
         )
         return out, q
@@ -288,3 +296,9 @@ class Workspace:
         return (
             f"profile {self.profile.name}, data {data}, device {self.device}, seed {self.seed}; {hardware()}"
         )
+
+
+def _overrides_of(settings, default) -> dict:
+    """The fields of ``settings`` that differ from ``default`` (to rebuild it with ``label_settings``)."""
+    d = asdict(default)
+    return {k: v for k, v in asdict(settings).items() if d[k] != v}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bbam_lite.segment.comparison import ROWS, ComparisonSettings, compare, markdown_table
+from bbam_lite.segment.comparison import ROWS, ComparisonSettings, compare, main_rows, markdown_table
 from bbam_lite.utils.io import atomic_path, atomic_write_json
 
 
@@ -70,7 +70,8 @@ def main() -> None:
         seed=args.seed,
         quiet=not args.verbose,
     )
-    result = compare(settings, _pairs(args.labels, "--labels"), _pairs(args.notrain, "--notrain"))
+    rows = main_rows(_pairs(args.labels, "--labels"), _pairs(args.notrain, "--notrain"))
+    result = compare(settings, rows)
     if args.note:
         result = {"note": args.note, **result}
     table = markdown_table(result)

@@ -3,6 +3,7 @@ and gradient paths on the shipped detector with a few iterations."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -207,6 +208,35 @@ def test_bbam_labels_maps_and_threshold_sweep_agree_with_generate(smoke_ws):
     assert equal["ignore_fraction"] == 0.0 and default["ignore_fraction"] >= 0.0
     with pytest.raises(ValueError, match="paper preset"):
         sensitivity.threshold_sweep(folder, ds, smoke_ws.label_settings("bbam", preset="official"), 1)
+
+
+def test_labels_from_stored_maps_redo_only_the_post_processing(smoke_ws, tmp_path):
+    from dataclasses import replace
+
+    from bbam_lite.pseudo.generate import generate
+
+    folder, q = study.bbam_labels(smoke_ws, n_images=1, iterations=3)
+    ds = smoke_ws.data("train")
+    base = smoke_ws.label_settings("bbam", bbam={"iterations": 3})
+
+    def derive(out, limit=1, **fields):  # no detector given: the stored maps are all it needs
+        return generate(
+            ds, replace(base, maps_from=str(folder), **fields), tmp_path / out, limit=limit, progress=False
+        )
+
+    same = derive("same")
+    assert same["objects"] == q["objects"] and abs(same["miou"] - q["miou"]) < 0.02  # float16 maps
+    equal = derive("equal", theta_fg=0.5, theta_bg=0.5)
+    (row,) = sensitivity.threshold_sweep(folder, ds, base, 1, ((0.5, 0.5),))
+    assert equal["ignore_fraction"] == 0.0 and abs(equal["miou"] - row["miou"]) < 1e-9
+    with pytest.raises(ValueError, match="other settings .*BBAM settings"):
+        derive("other", bbam={"iterations": 4})
+    with pytest.raises(FileNotFoundError, match="no stored BBAM maps for image"):
+        derive("more", limit=2)
+    # the workspace derives non-default post-processing from the default's maps by itself
+    ws_folder, ws_q = smoke_ws.labels("bbam", limit=1, theta_fg=0.5, theta_bg=0.5, bbam={"iterations": 3})
+    made = json.loads((ws_folder / "settings.json").read_text())
+    assert made["settings"]["maps_from"] == str(folder) and ws_q["miou"] == equal["miou"]
 
 
 def test_loss_curves_record_both_heads_from_zero(smoke_ws):

@@ -357,6 +357,23 @@ def test_comparison_order_check_and_table() -> None:
     assert full in table
 
 
+def test_comparison_rows_name_their_networks_and_refuse_clashes(tmp_path) -> None:
+    from bbam_lite.segment.comparison import ComparisonSettings, Row, compare, main_rows
+
+    grow_off = Row("a", "runs/x/bbam-123", ("instance",), "off")
+    assert grow_off.network("instance") == "instance-bbam-123-grow-off"
+    assert grow_off.network("semantic") == "semantic-bbam-123"
+    assert Row("b", "runs/x/bbam-123", grow="on").network("instance") == "instance-bbam-123"  # the default
+    rows = main_rows({"bbam": "L/bbam-1", "full": "gt"}, {"grabcut_notrain_gt": "V/grabcut-2"})
+    assert list(rows) == ["full", "bbam", "grabcut_notrain_gt"]  # the papers' order
+    assert rows["grabcut_notrain_gt"].notrain and rows["full"].labels == "gt"
+    with pytest.raises(ValueError, match="unknown comparison rows"):
+        main_rows({"bbbam": "x"})
+    clash = {"a": Row("a", "one/bbam"), "b": Row("b", "two/bbam")}
+    with pytest.raises(ValueError, match="share the name bbam"):
+        compare(ComparisonSettings(tmp_path, tmp_path), clash)
+
+
 def test_deeplab_backbone_starts_from_a_detector_backbone() -> None:
     from bbam_lite.detector.model import build_detector, get_profile
     from bbam_lite.segment.semantic import build_semantic_model, get_semantic_profile

@@ -14,7 +14,7 @@ masks, as the paper compares instance segmentation trained on them (we stop at t
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def noisy_labels(
         return ws.labels(method, split=split, limit=n)
     settings = ws.label_settings(method, bbam=bbam)
     key = settings_key(
-        {"settings": asdict(settings), "level": level, "split": split, "limit": n, "seed": ws.seed}
+        {"settings": settings.record(), "level": level, "split": split, "limit": n, "seed": ws.seed}
     )
     out = ws.run_dir / "labels" / f"{method}-noise{level:+.2f}-{key}"
     if (out / "quality.json").exists():

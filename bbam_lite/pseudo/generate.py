@@ -30,7 +30,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,9 @@ class PseudoLabelSettings:
     refine: str = "none"  # none | proposals (Eq. 4): MCG files from mcg_dir if given, else grouping proposals
     mcg_dir: str | None = None
     bbam: dict = field(default_factory=dict)  # BBAMConfig overrides
+    # a BBAM labels folder made with the same boxes and BBAM settings: reuse its stored maps and
+    # redo only the post-processing (thresholds, CRF, refinement), minutes instead of hours
+    maps_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -96,6 +99,35 @@ class PseudoLabelSettings:
             raise ValueError(f"unknown profile {self.profile!r}; choose full or lite")
         if self.refine not in ("none", "proposals"):
             raise ValueError(f"--refine must be none or proposals, got {self.refine!r}")
+        if self.maps_from and self.method != "bbam":
+            raise ValueError(f"--maps-from reuses BBAM maps: it needs --method bbam, not {self.method}")
+
+    def record(self) -> dict:
+        """The settings as stored in ``settings.json`` and cache keys (``maps_from`` only when set,
+        so folders made before it existed keep their keys)."""
+        d = asdict(self)
+        if d["maps_from"] is None:
+            del d["maps_from"]
+        return d
+
+    @property
+    def needs_detector(self) -> bool:
+        """Whether labelling runs the detector (stored maps carry their boxes)."""
+        return not self.maps_from and (self.method == "bbam" or self.boxes == "detector")
+
+    def without_postprocessing(self) -> PseudoLabelSettings:
+        """The settings whose stored maps these settings can reuse: the same map, the default
+        post-processing (``self`` when that is already the case)."""
+        base = PseudoLabelSettings()
+        return replace(
+            self,
+            theta_fg=base.theta_fg,
+            theta_bg=base.theta_bg,
+            crf=base.crf,
+            refine=base.refine,
+            mcg_dir=base.mcg_dir,
+            maps_from=None,
+        )
 
     def bbam_config(self) -> BBAMConfig:
         overrides = dict(LITE_BBAM) if self.profile == "lite" else {}
@@ -163,6 +195,75 @@ def load_image_result(path: Path) -> tuple[list[InstanceLabel], list[dict]]:
     return insts, info
 
 
+def stored_results(
+    folder: Path, rec: ImageRecord
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], list[ObjectResult]]:
+    """The boxes (boxes, labels, scores) and BBAM results of one image as a BBAM labels folder stored
+    them. The coarse masks are not stored: ``mask`` is empty."""
+    maps_path = Path(folder) / "bbam" / f"{rec.image_id}.npz"
+    result_path = Path(folder) / "images" / f"{rec.image_id}.npz"
+    if not (maps_path.is_file() and result_path.is_file()):
+        raise FileNotFoundError(
+            f"{maps_path}: no stored BBAM maps for image {rec.image_id} ({rec.path.name}); "
+            "make the maps first (bbam-lite pseudo-labels --method bbam on the same images)"
+        )
+    insts, info = load_image_result(result_path)
+    with np.load(maps_path, allow_pickle=False) as z:
+        maps = z["bbam"].astype(np.float32)
+    if len(maps) != len(insts):
+        raise ValueError(f"{maps_path}: {len(maps)} maps for {len(insts)} objects")
+    source = (
+        np.array([i.box for i in insts], np.float32).reshape(-1, 4),
+        np.array([i.label for i in insts], np.int64),
+        np.array([i.score for i in insts], np.float32),
+    )
+    results = []
+    for k, (m, obj) in enumerate(zip(maps, info, strict=True)):
+        failed = bool(obj.get("failed"))
+        results.append(
+            ObjectResult(
+                key=(rec.image_id, k),
+                mask=np.zeros((0, 0), np.float32),
+                bbam=m,
+                stride=float(obj["stride"]),
+                n_positives=int(obj["n_positives"]),
+                n_candidates=int(obj.get("n_candidates", 0)),
+                iou_threshold=float(obj["iou_threshold"]),
+                fallback=obj.get("positives_fallback") if failed else obj.get("fallback"),
+                final_box_loss=float(obj["box_loss"]),
+                final_cls_loss=float(obj["cls_loss"]),
+                fault=obj.get("fault") or ("stored-as-failed" if failed else None),
+                retried=bool(obj.get("retried_fp32")),
+            )
+        )
+    return source, results
+
+
+def check_maps_source(settings: PseudoLabelSettings, dataset: BoxDataset) -> dict:
+    """The ``settings.json`` of ``settings.maps_from``, after checking that its maps are the ones
+    ``settings`` would make (same BBAM settings, boxes and images); one-line errors otherwise."""
+    folder = Path(str(settings.maps_from))
+    path = folder / "settings.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: --maps-from needs a BBAM labels folder (no settings.json)")
+    src = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        made = PseudoLabelSettings(**src["settings"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a pseudo-labels settings file ({e})") from None
+    if made.method != "bbam":
+        raise ValueError(f"{folder}: made with --method {made.method}; --maps-from needs BBAM maps")
+    mine, theirs = settings.without_postprocessing(), made.without_postprocessing()
+    diff = [k for k, v in asdict(mine).items() if asdict(theirs)[k] != v and k != "maps_from"]
+    if asdict(mine.bbam_config()) != asdict(theirs.bbam_config()):
+        diff.append("BBAM settings")
+    if diff:
+        raise ValueError(f"{folder}: its maps were made with other settings ({', '.join(sorted(set(diff)))})")
+    if src.get("root") != str(dataset.root):
+        raise ValueError(f"{folder}: its maps are of {src.get('root')}, not of {dataset.root}")
+    return src
+
+
 class PseudoLabeler:
     """Turns images into instance pseudo labels with one method; used by :func:`generate`."""
 
@@ -186,6 +287,12 @@ class PseudoLabeler:
     def label_images(self, recs: Sequence[ImageRecord]) -> list[tuple[list[InstanceLabel], list[dict], dict]]:
         """Instances, per-object info and BBAM maps ({} for other methods) of several images."""
         images = [r.load_image() for r in recs]
+        if self.s.maps_from:
+            stored = [stored_results(Path(self.s.maps_from), r) for r in recs]
+            return [
+                self.instances_from_maps(r, im, src, res)
+                for r, im, (src, res) in zip(recs, images, stored, strict=True)
+            ]
         sources = [
             _box_source(r, im, self.s, self.detector, self.device) for r, im in zip(recs, images, strict=True)
         ]
@@ -235,6 +342,7 @@ class PseudoLabeler:
             obj = {
                 "stride": res.stride,
                 "n_positives": res.n_positives,
+                "n_candidates": res.n_candidates,
                 "iou_threshold": res.iou_threshold,
                 "fallback": FAULT_FALLBACK if res.failed else res.fallback,
                 "box_loss": res.final_box_loss,
@@ -329,20 +437,22 @@ def generate(
     from bbam_lite.detector.train import check_run_settings
 
     out = Path(out)
-    needs_detector = settings.method == "bbam" or settings.boxes == "detector"
-    if needs_detector and detector is None:
+    if settings.needs_detector and detector is None:
         raise ValueError(f"method {settings.method} with --boxes {settings.boxes} needs a detector")
     if world_size > 1 and barrier is None:
         raise ValueError("several processes need a barrier")
     sync = barrier or (lambda: None)
     recs = list(dataset)[: limit if limit is not None else None]
     run_settings = {
-        "settings": asdict(settings),
+        "settings": settings.record(),
         "dataset": dataset.name,
         "root": str(dataset.root),
         "limit": limit,
         **(provenance or {}),
     }
+    if settings.maps_from:
+        source = check_maps_source(settings, dataset)
+        run_settings["maps"] = {k: v for k, v in source.items() if k != "settings"}
     if rank == 0:  # writes settings.json on a fresh run; the others check against it afterwards
         check_run_settings(out, run_settings)
     sync()

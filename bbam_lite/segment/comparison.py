@@ -7,7 +7,9 @@ val split: ``bbam-lite pseudo-labels --split val --method grabcut --boxes gt|det
 directly as predictions: Box2Seg's GrabCut-NoTrain-GT / -Det rows. The paper's numbers (VOC val)
 go beside ours. Resumable: runs continue from their checkpoints, finished evaluations are read back.
 Rows, in the papers' order: full, box, box_crf, grabcut, bbam, bbam_official (the authors' preset),
-bbam_refined, then the NoTrain rows.
+bbam_refined, then the NoTrain rows; :func:`book_sensitivity` adds the networks of Tables 5 and 6
+(thresholds and seed growing; lambda). A network is named for its task, labels folder and
+training switches, so two tables that need the same network share it.
 ``scripts/seg_comparison.py`` is the command-line front end.
 """
 
@@ -56,15 +58,47 @@ INSTANCE_KEYS = ("ap25", "ap50", "ap70", "ap75", "ap", "abo")
 EXPECTED_ORDER = ("full", "bbam", "grabcut", "box")
 BBAM_ROWS = ("bbam", "bbam_official", "bbam_refined")
 
+#: Table 5's trained rows as (theta_bg, theta_fg, seed growing), the paper's order; its numbers.
+TABLE5_ROWS = (
+    (0.2, 0.2, "off"),
+    (0.5, 0.5, "off"),
+    (0.8, 0.8, "off"),
+    (0.3, 0.7, "off"),
+    (0.3, 0.7, "on"),
+    (0.2, 0.8, "off"),
+    (0.2, 0.8, "on"),
+)
+PAPER_TABLE5 = {
+    (0.2, 0.2, "off"): {"ap": 24.8, "ap50": 58.3, "ap75": 18.1},
+    (0.5, 0.5, "off"): {"ap": 28.3, "ap50": 59.5, "ap75": 24.7},
+    (0.8, 0.8, "off"): {"ap": 27.8, "ap50": 59.0, "ap75": 23.3},
+    (0.3, 0.7, "off"): {"ap": 28.1, "ap50": 59.5, "ap75": 24.0},
+    (0.3, 0.7, "on"): {"ap": 28.4, "ap50": 59.6, "ap75": 24.6},
+    (0.2, 0.8, "off"): {"ap": 28.6, "ap50": 60.4, "ap75": 24.0},
+    (0.2, 0.8, "on"): {"ap": 29.6, "ap50": 61.9, "ap75": 25.8},
+}
+
 #: Schedules of the book's chapter 12 per notebook profile: train-seg profile, iterations (semantic,
-#: instance; None = that profile's), val images scored (None = all), rows trained.
+#: instance; None = that profile's), val images scored (None = all), tasks also scored after a CRF,
+#: rows trained, Table 5's rows (instance networks) and Table 6's lambdas (both networks).
 BOOK_SCHEDULES: dict[str, dict] = {
-    "smoke": {"profile": "smoke", "iterations": (2, 2), "val_limit": 4, "rows": ("full", "box", "bbam")},
+    "smoke": {
+        "profile": "smoke",
+        "iterations": (2, 2),
+        "val_limit": 4,
+        "crf": ("semantic",),
+        "rows": ("full", "box", "bbam"),
+        "table5": ((0.5, 0.5, "off"), (0.2, 0.8, "on")),
+        "table6": (0.007, 0.02),
+    },
     "lite": {
         "profile": "lite",
         "iterations": (200, 150),  # lite train-seg profile: 1500 / 600; paper: 2.4e4 / 2e4
         "val_limit": 60,
-        "rows": ("full", "box", "box_crf", "grabcut", "bbam", "bbam_official"),
+        "crf": ("semantic", "instance"),
+        "rows": ("full", "box", "box_crf", "grabcut", "bbam", "bbam_official", "bbam_refined"),
+        "table5": TABLE5_ROWS,
+        "table6": (0.001, 0.007, 0.02),  # paper: 0.001, 0.003, 0.005, 0.007, 0.01, 0.02
     },
     "full": {
         "profile": "paper",
@@ -72,6 +106,8 @@ BOOK_SCHEDULES: dict[str, dict] = {
         "val_limit": None,
         "crf": ("semantic", "instance"),
         "rows": ("full", "box", "box_crf", "grabcut", "bbam", "bbam_official", "bbam_refined"),
+        "table5": TABLE5_ROWS,
+        "table6": (0.001, 0.003, 0.005, 0.007, 0.01, 0.02),
     },
 }
 
@@ -94,6 +130,36 @@ class ComparisonSettings:
     device: str = "cpu"
 
 
+@dataclass(frozen=True)
+class Row:
+    """One row of a comparison: the labels a network learns from, or that are scored as they are."""
+
+    title: str
+    labels: str  # labels folder, or "gt" (full supervision)
+    tasks: tuple[str, ...] | None = None  # None: the comparison's tasks
+    grow: str = "on"  # instance seed growing (train-seg --grow): on (the default) | off
+    notrain: bool = False  # a labels folder made on the val split, scored as predictions
+
+    def network(self, task: str) -> str:
+        """The folder name of this row's ``task`` network (shared by rows that train the same one)."""
+        grow = "-grow-off" if task == "instance" and self.grow == "off" else ""
+        return f"{task}-{Path(self.labels).name}{grow}"
+
+
+def main_rows(labels: dict[str, str], notrain: dict[str, str] | None = None) -> dict[str, Row]:
+    """The paper's rows (:data:`ROWS` names) from ``name -> labels folder`` (``gt``: ground truth)
+    and ``name -> val labels folder`` for the NoTrain rows."""
+    notrain = notrain or {}
+    unknown = sorted((set(labels) | set(notrain)) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown comparison rows {unknown}; choose from {sorted(ROWS)}")
+    return {
+        name: Row(ROWS[name], str(labels.get(name, notrain.get(name))), notrain=name in notrain)
+        for name in ROWS
+        if name in labels or name in notrain
+    }
+
+
 def _run(argv: list[str]) -> None:
     from bbam_lite.cli import main
 
@@ -102,12 +168,13 @@ def _run(argv: list[str]) -> None:
         raise RuntimeError(f"bbam-lite {' '.join(argv)} failed with status {status}")
 
 
-def train_and_evaluate(s: ComparisonSettings, name: str, labels: str, task: str) -> dict:
-    """Train (or resume) one network on ``labels`` and score it; returns its metrics and minutes."""
-    run = Path(s.out) / f"{name}-{task}"
+def train_and_evaluate(s: ComparisonSettings, row: Row, task: str) -> dict:
+    """Train (or resume) ``row``'s ``task`` network and score it; returns its metrics and minutes."""
+    run = Path(s.out) / row.network(task)
     quiet = ["--quiet"] if s.quiet else []
     iterations = s.semantic_iterations if task == "semantic" else s.instance_iterations
-    argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", str(labels)]
+    argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", row.labels]
+    argv += ["--grow", row.grow] if task == "instance" else []
     argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed), "--eval-images", "0"]
     argv += ["--device", s.device]
     argv += ["--iterations", str(iterations)] if iterations else []
@@ -115,7 +182,8 @@ def train_and_evaluate(s: ComparisonSettings, name: str, labels: str, task: str)
     if not (run / "model.pt").exists():
         _run(argv)
     metrics_path = run / "metrics.json"
-    if not metrics_path.exists():
+    stale = metrics_path.exists() and task in s.crf and not json.loads(metrics_path.read_text())["crf"]
+    if not metrics_path.exists() or stale:  # (also when the CRF scores were asked for since)
         ev = [*quiet, "evaluate", "--run", str(run), "--device", s.device]
         ev += ["--crf"] if task in s.crf else []
         _run(ev + (["--limit", str(s.val_limit)] if s.val_limit else []))
@@ -161,22 +229,28 @@ def order_check(rows: dict, task: str, key: str, bbam: str = "bbam") -> dict | N
     }
 
 
-def compare(s: ComparisonSettings, labels: dict[str, str], notrain: dict[str, str] | None = None) -> dict:
-    """Run every row (``labels``: row name -> labels folder or ``gt``; ``notrain``: row name -> val
-    labels folder) and return the result: rows, the expected-order checks, the paper's numbers."""
-    notrain = notrain or {}
-    unknown = sorted((set(labels) | set(notrain)) - set(ROWS))
-    if unknown:
-        raise ValueError(f"unknown comparison rows {unknown}; choose from {sorted(ROWS)}")
+def compare(s: ComparisonSettings, rows: dict[str, Row]) -> dict:
+    """Train and score every row (in order) and return the result: rows, the expected-order checks
+    of the paper's rows, the paper's numbers."""
+    folders: dict[str, str] = {}
+    for row in rows.values():  # networks are named for their labels folder
+        name = Path(row.labels).name
+        if not row.notrain and folders.setdefault(name, row.labels) != row.labels:
+            raise ValueError(
+                f"labels folders {folders[name]} and {row.labels} share the name {name}; rename one"
+            )
     t0 = time.perf_counter()
-    rows: dict[str, dict] = {}
-    for name in ROWS:
-        if name in labels:
-            rows[name] = {"labels": str(labels[name])}
-            for task in s.tasks:
-                rows[name][task] = train_and_evaluate(s, name, labels[name], task)
-        elif name in notrain:
-            rows[name] = {"labels": str(notrain[name]), **score_notrain(s, notrain[name])}
+    result_rows: dict[str, dict] = {}
+    for name, row in rows.items():
+        result_rows[name] = {"title": row.title, "labels": row.labels}
+        if row.notrain:
+            result_rows[name].update(score_notrain(s, row.labels))
+            continue
+        if "instance" in (row.tasks or s.tasks):
+            result_rows[name]["grow"] = row.grow
+        for task in row.tasks or s.tasks:
+            result_rows[name][task] = train_and_evaluate(s, row, task)
+    rows = result_rows
     return {
         "date": date.today().isoformat(),
         "hardware": hardware(),
@@ -212,7 +286,8 @@ def markdown_table(result: dict) -> str:
         ]
         cells = [f(sem.get("miou")), f(sem.get("crf", {}).get("miou"))]
         cells += [f(inst.get(k)) for k in INSTANCE_KEYS]
-        lines.append(f"| {ROWS[name]} | " + " | ".join(cells) + f" | {' / '.join(minutes)} |")
+        title = row.get("title", ROWS.get(name, name))
+        lines.append(f"| {title} | " + " | ".join(cells) + f" | {' / '.join(minutes)} |")
     lines += ["", "Paper (PASCAL VOC 2012 val, %):", ""]
     lines += ["| labels | mIoU | AP25 | AP50 | AP70 | AP75 | AP | ABO |", "| --- " * 8 + "|"]
     for name, p in PAPER.items():
@@ -221,15 +296,48 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def book_settings(ws, schedule: dict) -> ComparisonSettings:
+    """How chapter 12 trains and scores every network at the workspace's profile. The networks live
+    in ``RUN/segmentation/<key of these settings>/<network>``, shared by all the chapter's tables."""
+    from bbam_lite.workspace import settings_key
+
+    training = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in schedule.items()
+        if k in ("profile", "iterations", "val_limit", "crf")
+    }
+    key = settings_key(
+        {**training, "label_images": ws.profile.label_images, "seed": ws.seed, "dataset": ws.dataset}
+    )
+    return ComparisonSettings(
+        data=ws.data_path(),
+        out=ws.run_dir / "segmentation" / key,
+        profile=schedule["profile"],
+        limit=ws.profile.label_images,
+        val_limit=schedule["val_limit"],
+        semantic_iterations=schedule["iterations"][0],
+        instance_iterations=schedule["iterations"][1],
+        crf=tuple(schedule.get("crf", ())),
+        seed=ws.seed,
+        device=ws.device,
+    )
+
+
+def _ident(settings: ComparisonSettings, rows: dict[str, Row]) -> dict:
+    return {
+        "networks": Path(settings.out).name,
+        "rows": {n: [r.title, Path(r.labels).name, r.tasks, r.grow, r.notrain] for n, r in rows.items()},
+    }
+
+
 def book_comparison(ws, schedule: dict | None = None) -> dict:
     """Chapter 12: every row of the profile's schedule, trained on the workspace's pseudo labels
     (shared with the other chapters) and scored on its val split, plus the GrabCut-NoTrain rows.
 
-    ``ws`` is a :class:`bbam_lite.workspace.Workspace`. Networks go to ``RUN/segmentation/<key>``
-    (resumable); the finished result is cached in the run folder like any analysis.
+    ``ws`` is a :class:`bbam_lite.workspace.Workspace`. Resumable; the finished result is cached
+    in the run folder like any analysis.
     """
     from bbam_lite.experiments import VARIANTS
-    from bbam_lite.workspace import settings_key
 
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
     # labels no other chapter makes come first, so that a parallel run of the other chapters
@@ -244,21 +352,38 @@ def book_comparison(ws, schedule: dict | None = None) -> dict:
         name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
         for name, boxes in (("grabcut_notrain_gt", "gt"), ("grabcut_notrain_det", "detector"))
     }
-    ident = {
-        "schedule": {k: list(v) if isinstance(v, tuple) else v for k, v in sched.items()},
-        "labels": {k: Path(v).name for k, v in {**labels, **notrain}.items()},
-        "label_images": ws.profile.label_images,
+    settings = book_settings(ws, sched)
+    rows = main_rows(labels, notrain)
+    return ws.cached_json("segmentation-comparison", _ident(settings, rows), lambda: compare(settings, rows))
+
+
+def book_sensitivity(ws, schedule: dict | None = None) -> dict:
+    """Tables 5 and 6 as the paper makes them, with trained networks: Mask R-CNN on BBAM labels
+    thresholded at each (theta_bg, theta_fg), with and without seed growing (one BBAM run: the
+    labels are re-derived from its stored maps), and both networks on BBAM labels of each lambda
+    (one BBAM run per value). The paper's text preset, as in the paper's tables. Returns the
+    comparison result of both tables' rows (``table5/...``, ``table6/...``) with the paper's numbers.
+    """
+    from bbam_lite.analysis.sensitivity import PAPER_TABLE6
+    from bbam_lite.analysis.study import bbam_labels
+
+    sched = schedule or BOOK_SCHEDULES[ws.profile.name]
+    rows: dict[str, Row] = {}
+    for bg, fg, grow in sched["table5"]:
+        folder = ws.labels("bbam", theta_fg=fg, theta_bg=bg)[0]
+        title = f"θ_bg {bg:g} / θ_fg {fg:g}, growing {grow}"
+        rows[f"table5/{bg:g}-{fg:g}-{grow}"] = Row(title, str(folder), ("instance",), grow)
+    for lam in sched["table6"]:
+        folder = bbam_labels(ws, ws.profile.label_images, lam=float(lam))[0]  # 0.007: the bbam row's
+        rows[f"table6/{lam:g}"] = Row(f"λ {lam:g}", str(folder))
+    settings = book_settings(ws, sched)
+    ident = _ident(settings, rows)
+    result = ws.cached_json("segmentation-sensitivity", ident, lambda: compare(settings, rows))
+    return {
+        **result,
+        "paper_table5": {f"{bg:g}-{fg:g}-{g}": v for (bg, fg, g), v in PAPER_TABLE5.items()},
+        "paper_table6": {
+            f"{lam:g}": {"ap": p["AP"], "ap50": p["AP50"], "ap75": p["AP75"], "miou": p["mIoU"]}
+            for lam, p in PAPER_TABLE6.items()
+        },
     }
-    settings = ComparisonSettings(
-        data=ws.data_path(),
-        out=ws.run_dir / "segmentation" / settings_key({**ident, "seed": ws.seed, "dataset": ws.dataset}),
-        profile=sched["profile"],
-        limit=ws.profile.label_images if "full" in labels else None,
-        val_limit=sched["val_limit"],
-        semantic_iterations=sched["iterations"][0],
-        instance_iterations=sched["iterations"][1],
-        crf=tuple(sched.get("crf", ())),
-        seed=ws.seed,
-        device=ws.device,
-    )
-    return ws.cached_json("segmentation-comparison", ident, lambda: compare(settings, labels, notrain))
