@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict] = {
     "bbam": {"method": "bbam", "preset": "paper"},
     "bbam_official": {"method": "bbam", "preset": "official"},
     "bbam_refined": {"method": "bbam", "preset": "paper", "refine": "proposals"},
+    "bbam_official_refined": {"method": "bbam", "preset": "official", "refine": "proposals"},
 }
 DEMO_VARIANTS: tuple[str, ...] = ("box", "box_crf", "grabcut", "bbam", "bbam_official")
 

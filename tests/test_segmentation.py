@@ -353,7 +353,9 @@ def test_comparison_order_check_and_table() -> None:
     assert order_check(rows, "instance", "ap50", "bbam_official")["holds"] is False  # 0.5 < 0.6
     table = markdown_table({"rows": rows})
     assert "| Box + CRF" not in table and "| GrabCut-NoTrain-GT (no network) | 65.0 |" in table
-    full = "| Full supervision (ground-truth masks) | 80.0 | - | - | 50.0 | - | - | - | 60.0 | 1.0 / - |"
+    full = (
+        "| Full supervision (ground-truth masks) | 80.0 | - | - | 50.0 | - | - | - | 60.0 | - | - | 1.0 / - |"
+    )
     assert full in table
 
 
