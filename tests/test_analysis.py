@@ -233,6 +233,10 @@ def test_labels_from_stored_maps_redo_only_the_post_processing(smoke_ws, tmp_pat
         derive("other", bbam={"iterations": 4})
     with pytest.raises(FileNotFoundError, match="no stored BBAM maps for image"):
         derive("more", limit=2)
+    with pytest.raises(ValueError, match="needs --method bbam"):
+        replace(base, method="box", maps_from=str(folder))
+    with pytest.raises(FileNotFoundError, match="needs a BBAM labels folder"):
+        generate(ds, replace(base, maps_from=str(tmp_path)), tmp_path / "none", limit=1, progress=False)
     # the workspace derives non-default post-processing from the default's maps by itself
     ws_folder, ws_q = smoke_ws.labels("bbam", limit=1, theta_fg=0.5, theta_bg=0.5, bbam={"iterations": 3})
     made = json.loads((ws_folder / "settings.json").read_text())
