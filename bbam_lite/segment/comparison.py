@@ -254,28 +254,28 @@ def compare(s: ComparisonSettings, rows: dict[str, Row]) -> dict:
                 f"labels folders {folders[name]} and {row.labels} share the name {name}; rename one"
             )
     t0 = time.perf_counter()
-    result_rows: dict[str, dict] = {}
+    done: dict[str, dict] = {}
     for name, row in rows.items():
-        result_rows[name] = {"title": row.title, "labels": row.labels}
+        done[name] = {"title": row.title, "labels": row.labels}
         if row.notrain:
-            result_rows[name].update(score_notrain(s, row.labels))
+            done[name].update(score_notrain(s, row.labels))
             continue
-        if "instance" in (row.tasks or s.tasks):
-            result_rows[name]["grow"] = row.grow
-        for task in row.tasks or s.tasks:
-            result_rows[name][task] = train_and_evaluate(s, row, task)
-    rows = result_rows
+        tasks = row.tasks or s.tasks
+        if "instance" in tasks:
+            done[name]["grow"] = row.grow
+        for task in tasks:
+            done[name][task] = train_and_evaluate(s, row, task)
     return {
         "date": date.today().isoformat(),
         "hardware": hardware(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()},
-        "rows": rows,
+        "rows": done,
         "expected_order": {
-            f"{task}/{key}/{b}": order_check(rows, task, key, b)
+            f"{task}/{key}/{b}": order_check(done, task, key, b)
             for task, keys in (("semantic", ("miou",)), ("instance", ("ap50", "ap", "abo")))
             for key in keys
             for b in BBAM_ROWS
-            if b in rows
+            if b in done
         },
         "paper_voc_val_percent": PAPER,
         "seconds": round(time.perf_counter() - t0, 1),
