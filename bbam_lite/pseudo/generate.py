@@ -253,9 +253,9 @@ def check_maps_source(settings: PseudoLabelSettings, dataset: BoxDataset) -> dic
         raise ValueError(f"{path}: not a pseudo-labels settings file ({e})") from None
     if made.method != "bbam":
         raise ValueError(f"{folder}: made with --method {made.method}; --maps-from needs BBAM maps")
-    mine, theirs = settings.without_postprocessing(), made.without_postprocessing()
-    diff = [k for k, v in asdict(mine).items() if asdict(theirs)[k] != v and k != "maps_from"]
-    if asdict(mine.bbam_config()) != asdict(theirs.bbam_config()):
+    mine, theirs = asdict(settings.without_postprocessing()), asdict(made.without_postprocessing())
+    diff = [k for k, v in mine.items() if theirs[k] != v]
+    if asdict(settings.bbam_config()) != asdict(made.bbam_config()):
         diff.append("BBAM settings")
     if diff:
         raise ValueError(f"{folder}: its maps were made with other settings ({', '.join(sorted(set(diff)))})")
