@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,7 +20,14 @@ from bbam_lite.detector.model import (
     load_detector,
     save_detector,
 )
-from bbam_lite.detector.train import RunSettingsError, batch_indices, train_detector
+from bbam_lite.detector.train import (
+    ImageCache,
+    RunSettingsError,
+    batch_indices,
+    make_batch,
+    train_detector,
+)
+from bbam_lite.utils.distributed import Ranks
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +123,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_synth, tmp_path, 
 
     real_batch = train_mod.make_batch
 
-    def dies_at_3(dataset, idx, cache, seed, iteration, device):
+    def dies_at_3(dataset, idx, cache, seed, iteration, device, *rest):
         if iteration == 3:
             raise KeyboardInterrupt
-        return real_batch(dataset, idx, cache, seed, iteration, device)
+        return real_batch(dataset, idx, cache, seed, iteration, device, *rest)
 
     monkeypatch.setattr(train_mod, "make_batch", dies_at_3)
     with pytest.raises(KeyboardInterrupt):
@@ -159,3 +169,45 @@ def test_image_tensor_layout() -> None:
     img[..., 1] = 255
     t = image_tensor(img)
     assert t.shape == (3, 5, 7) and t[1].min() == 1.0 and t[0].max() == 0.0
+
+
+def test_data_parallel_shares_split_the_batch_and_its_flips(tiny_synth) -> None:
+    train = load_dataset("synthetic", tiny_synth, "train")
+    idx = batch_indices(len(train), 4, 0, 5)
+    cache = ImageCache()
+    whole = make_batch(train, idx, cache, 0, 5, torch.device("cpu"))
+    shares = [make_batch(train, idx, cache, 0, 5, torch.device("cpu"), Ranks(r, 2)) for r in range(2)]
+    for r, (images, targets) in enumerate(shares):
+        assert len(images) == 2
+        for j, (img, tgt) in enumerate(zip(images, targets, strict=True)):
+            torch.testing.assert_close(img, whole[0][r + 2 * j])  # same image, same flip
+            torch.testing.assert_close(tgt["boxes"], whole[1][r + 2 * j]["boxes"])
+    with pytest.raises(ValueError, match="does not split over 3 processes"):
+        train_detector(train, train, tiny_synth / "never", get_profile("smoke"), ranks=Ranks(0, 3))
+
+
+def test_torchrun_two_processes_train_one_detector(tiny_synth, tmp_path) -> None:
+    """``torchrun --nproc-per-node 2``: the two processes train, rank 0 alone writes the checkpoint,
+    the detector and the metrics, and the run records its process count."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cmd = ["-m", "bbam_lite", "--quiet", "train-detector", "--data", str(tiny_synth), "--profile", "smoke"]
+    run = subprocess.run(
+        [*launcher, *cmd, "--iterations", "3", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("detector.pt: box AP50") == 1  # printed by rank 0 only
+    metrics = json.loads((tmp_path / "run" / "detector_metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["iterations"] == 3 and 0 <= metrics["box_ap50"] <= 1
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["iteration"] == 3
+    trained = load_detector(tmp_path / "run" / "detector.pt")
+    assert trained.meta["processes"] == 2
+    torch.manual_seed(0)  # the run's seed: the weights it started from
+    fresh = build_detector(get_profile("smoke"), 6).state_dict()
+    moved = [k for k, v in trained.model.state_dict().items() if not torch.equal(v, fresh[k])]
+    assert moved, "two-process training left the weights at their initial values"

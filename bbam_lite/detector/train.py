@@ -4,6 +4,11 @@ Resumable: every ``checkpoint_every`` iterations the model, optimiser, schedule 
 written atomically to ``RUN/checkpoint.pt``; a rerun of the same command continues from there. The
 order of images, the flips and the RPN/RoI sampling are functions of (seed, iteration), so a resumed
 run sees the same batches as an uninterrupted one and ends with the same weights.
+
+Data parallel: under ``torchrun --nproc-per-node N`` each process takes every N-th image of the
+iteration's batch and DistributedDataParallel averages the gradients, so N CPU cores (or GPUs) train
+one model N times faster with the same batches; rank 0 evaluates and writes the files. The number of
+processes is not part of the run's settings: a run started alone can be resumed with N processes.
 ``RUN/settings.json`` records what the run was started with, and a rerun with other settings is
 refused rather than mixed in.
 """
@@ -24,7 +29,11 @@ from tqdm import tqdm
 from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
+from bbam_lite.utils.distributed import Ranks
 from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
+
+#: A process that trains on its own (no torchrun).
+ALONE = Ranks()
 
 
 class RunSettingsError(ValueError):
@@ -77,11 +86,19 @@ def batch_indices(n: int, batch_size: int, seed: int, iteration: int) -> np.ndar
 
 
 def make_batch(
-    dataset: BoxDataset, idx: np.ndarray, cache: ImageCache, seed: int, iteration: int, device: torch.device
+    dataset: BoxDataset,
+    idx: np.ndarray,
+    cache: ImageCache,
+    seed: int,
+    iteration: int,
+    device: torch.device,
+    ranks: Ranks = ALONE,
 ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Images and targets of this process's share (every ``world_size``-th image) of the batch."""
     flips = np.random.default_rng([seed, iteration, 7]).random(len(idx)) < 0.5
+    share = slice(ranks.rank, None, ranks.world_size)
     images, targets = [], []
-    for i, flip in zip(idx, flips, strict=True):
+    for i, flip in zip(idx[share], flips[share], strict=True):
         rec = dataset[int(i)]
         img = image_tensor(cache.get(rec), device)
         boxes = torch.as_tensor(rec.boxes, dtype=torch.float32, device=device)
@@ -121,6 +138,17 @@ def _load_checkpoint(path: Path) -> dict:
         ) from None
 
 
+def _mean_over_ranks(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """The mean of a scalar over all processes (itself when alone)."""
+    if ranks.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    total = value.clone()
+    dist.all_reduce(total)
+    return total / ranks.world_size
+
+
 def train_detector(
     train: BoxDataset,
     val: BoxDataset,
@@ -131,12 +159,20 @@ def train_detector(
     data_info: dict | None = None,
     progress: bool = True,
     init: Path | None = None,
+    ranks: Ranks = ALONE,
 ) -> dict:
     """Train (or resume) a detector in ``run``; writes ``detector.pt`` and ``detector_metrics.json``.
 
     ``init``: start from the weights of a detector checkpoint (same architecture and classes), for
-    example to continue a CPU run on a GPU with a fresh schedule.
+    example to continue a CPU run on a GPU with a fresh schedule. ``ranks``: this process's place in
+    a torchrun group (see the module docstring); only rank 0 evaluates and writes files, and only
+    rank 0's return value is complete.
     """
+    if cfg.batch_size % ranks.world_size:
+        raise ValueError(
+            f"batch size {cfg.batch_size} does not split over {ranks.world_size} processes; "
+            "use a process count that divides it"
+        )
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     check_run_settings(
@@ -156,7 +192,13 @@ def train_detector(
         from bbam_lite.detector.model import load_detector
 
         model.load_state_dict(load_detector(init, class_names=train.class_names).model.state_dict())
+    net = model
+    if ranks.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     optimizer = _optimizer(cfg, model)
+    progress = progress and ranks.is_main
     start, elapsed = 0, 0.0
     ckpt_path = run / "checkpoint.pt"
     log_path = run / "train_log.jsonl"
@@ -182,22 +224,25 @@ def train_detector(
             g["lr"] = lr_at(cfg, it)
         torch.manual_seed(seed * 1_000_003 + it)  # RPN/RoI sampling: a function of (seed, iteration)
         images, targets = make_batch(
-            train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev
+            train, batch_indices(len(train), cfg.batch_size, seed, it), cache, seed, it, dev, ranks
         )
-        losses = model(images, targets)
+        losses = net(images, targets)
         loss = sum(losses.values())
-        if not torch.isfinite(loss):
+        mean_loss = _mean_over_ranks(loss.detach(), ranks)
+        if not torch.isfinite(mean_loss):  # every rank sees the mean, so every rank stops here
             raise FloatingPointError(
-                f"iteration {it}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })"
+                f"iteration {it}: loss is {mean_loss.item()} ({ {k: v.item() for k, v in losses.items()} })"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
-        running.append(loss.item())
+        running.append(mean_loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
         done = it + 1
+        if not ranks.is_main:
+            continue
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             n = min(cfg.eval_images, len(val))
             metrics = evaluate_detector(model, val.subset(range(n)), dev, progress=False)
@@ -227,12 +272,15 @@ def train_detector(
                 f.writelines(json.dumps(e) + "\n" for e in log)
     bar.close()
     seconds = time.perf_counter() - t0
+    if not ranks.is_main:
+        return {"train_seconds": round(seconds, 1), "iterations": cfg.iterations}
     metrics = evaluate_detector(model, val, dev, progress=progress)
     meta = {
         "iterations": cfg.iterations,
         "train_seconds": round(seconds, 1),
         "seed": seed,
         "device": str(dev),
+        "processes": ranks.world_size,
         "data": data_info or {},
         "val_metrics": metrics,
     }
@@ -244,6 +292,7 @@ def train_detector(
         "iterations": cfg.iterations,
         "profile": cfg.profile,
         "device": str(dev),
+        "processes": ranks.world_size,
         "log": log,
     }
     atomic_write_json(run / "detector_metrics.json", result, indent=2)

@@ -2,8 +2,9 @@
 
 ``torchrun --nproc-per-node N -m bbam_lite COMMAND ...`` starts N copies of the command with
 ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment (and ``MASTER_ADDR``/``MASTER_PORT``
-for the rendezvous; several nodes work the same way). The processes only need to wait for each
-other, so the group is always gloo (CPU sockets), also on GPU machines: no tensor is exchanged.
+for the rendezvous; several nodes work the same way). Labelling processes only wait for each
+other, so their group is gloo (CPU sockets), also on GPU machines; data-parallel detector training
+exchanges gradients (gloo on CPUs, NCCL on GPUs).
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def env_ranks() -> Ranks:
 
 
 @contextmanager
-def process_group() -> Iterator[Ranks]:
-    """Join the torchrun process group (gloo) for the duration, when there is more than one rank."""
+def process_group(backend: str = "gloo") -> Iterator[Ranks]:
+    """Join the torchrun process group for the duration, when there is more than one rank.
+
+    gloo is enough for barriers; data-parallel training on GPUs passes ``cpu:gloo,cuda:nccl``.
+    """
     ranks = env_ranks()
     if ranks.world_size == 1:
         yield ranks
@@ -71,7 +75,7 @@ def process_group() -> Iterator[Ranks]:
 
     created = not dist.is_initialized()
     if created:
-        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        dist.init_process_group(backend, timeout=BARRIER_TIMEOUT)
     try:
         yield ranks
     finally:
