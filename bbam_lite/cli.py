@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a Faster R-CNN on box labels (resumable)",
         description="Train a Faster R-CNN on the boxes of a dataset. Rerun the same command to "
         "resume an interrupted run from its last checkpoint. Data parallel over N CPU cores or GPUs: "
-        "torchrun --nproc-per-node N -m bbam_lite train-detector ... (same batches, N times faster; "
+        "torchrun --nproc-per-node N -m bbam_lite train-detector ... (same batches, up to N times faster; "
         "a run can be resumed with another N).",
     )
     _add_data_args(tr)

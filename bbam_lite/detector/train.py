@@ -7,8 +7,10 @@ run sees the same batches as an uninterrupted one and ends with the same weights
 
 Data parallel: under ``torchrun --nproc-per-node N`` each process takes every N-th image of the
 iteration's batch and DistributedDataParallel averages the gradients, so N CPU cores (or GPUs) train
-one model N times faster with the same batches; rank 0 evaluates and writes the files. The number of
-processes is not part of the run's settings: a run started alone can be resumed with N processes.
+one model with the same batches, up to N times faster (1.3x on two CPU cores: docs/benchmarks.md);
+rank 0 evaluates and writes the files. The number of processes is not part of the run's settings:
+a run started alone can be resumed with N processes.
+
 ``RUN/settings.json`` records what the run was started with, and a rerun with other settings is
 refused rather than mixed in.
 """
