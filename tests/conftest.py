@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("BBAM_LITE_EAGER_ROI_ALIGN", "1")
 
@@ -37,3 +39,21 @@ def smoke_detector(tmp_path_factory):
         {"note": "random init, tests only"},
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """Run ``bbam-lite ARGS`` under ``torchrun --nproc-per-node N`` (gloo, one thread per process)."""
+
+    def run(args: list[str], n: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
+        return subprocess.run(
+            [*launcher, "-m", "bbam_lite", "--quiet", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+
+    return run

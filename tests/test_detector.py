@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -186,18 +183,12 @@ def test_data_parallel_shares_split_the_batch_and_its_flips(tiny_synth) -> None:
         train_detector(train, train, tiny_synth / "never", get_profile("smoke"), ranks=Ranks(0, 3))
 
 
-def test_torchrun_two_processes_train_one_detector(tiny_synth, tmp_path) -> None:
+def test_torchrun_two_processes_train_one_detector(tiny_synth, tmp_path, torchrun) -> None:
     """``torchrun --nproc-per-node 2``: the two processes train, rank 0 alone writes the checkpoint,
     the detector and the metrics, and the run records its process count."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    cmd = ["-m", "bbam_lite", "--quiet", "train-detector", "--data", str(tiny_synth), "--profile", "smoke"]
-    run = subprocess.run(
-        [*launcher, *cmd, "--iterations", "3", "--out", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    run = torchrun(
+        ["train-detector", "--data", str(tiny_synth), "--profile", "smoke", "--iterations", "3"]
+        + ["--out", str(tmp_path / "run")]
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("detector.pt: box AP50") == 1  # printed by rank 0 only

@@ -4,10 +4,7 @@ a rerun resumes, rank 0 merges the one COCO JSON, and the result equals a single
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -27,16 +24,7 @@ def test_shards_are_disjoint_complete_and_stable() -> None:
         shard(items, 3, 3)
 
 
-def _torchrun_labels(data, out, n: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BBAM_LITE_EAGER_ROI_ALIGN": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"]
-    cmd = ["-m", "bbam_lite", "--quiet", "pseudo-labels", "--data", str(data), "--method", "box_crf"]
-    return subprocess.run(
-        [*launcher, *cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=240
-    )
-
-
-def test_torchrun_two_processes_resume_shards_and_merge(tiny_synth, tmp_path) -> None:
+def test_torchrun_two_processes_resume_shards_and_merge(tiny_synth, tmp_path, torchrun) -> None:
     """One process labels everything; a copy that lost 3 images' outputs and the merge is finished by
     ``torchrun --nproc-per-node 2``: each rank redoes only its own missing images, rank 0 merges,
     and the COCO JSON equals the single-process one byte for byte."""
@@ -50,7 +38,10 @@ def test_torchrun_two_processes_resume_shards_and_merge(tiny_synth, tmp_path) ->
     (two / "instances.json").unlink()
     (two / "quality.json").unlink()
 
-    run = _torchrun_labels(tiny_synth, two, 2)
+    run = torchrun(
+        ["pseudo-labels", "--data", str(tiny_synth), "--method", "box_crf", "--out", str(two)],
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("8 images") == 1  # only rank 0 merges and reports
     ranks = [json.loads((two / "ranks" / f"{r}-of-2.json").read_text()) for r in range(2)]
