@@ -77,7 +77,8 @@ def compare_methods(
             mean=mean,
             device=device,
             limit=limit,
-            provenance={"detector": detector.meta.get("data", {})},
+            # labels made without the detector do not record it, so a new detector reuses them
+            provenance={"detector": detector.meta.get("data", {})} if s.needs_detector else None,
             progress=progress,
         )
         results[method] = q

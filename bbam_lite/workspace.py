@@ -104,10 +104,15 @@ class Workspace:
         device: str = "cpu",
         seed: int = 0,
         difficulty: float = 0.5,
+        detector: str | Path | None = None,
     ) -> None:
         check_parameters(
             profile, dataset, None if data_root is None else str(data_root), device, seed, run_dir
         )
+        if detector is not None:
+            _check_type("detector", detector, (str, Path), "a checkpoint path or None")
+            if not Path(detector).is_file():
+                raise ParameterError(f"parameter detector={str(detector)!r}: no such checkpoint file")
         self.run_dir = Path(run_dir)
         self.profile = PROFILES[profile]
         self.dataset = dataset
@@ -115,6 +120,7 @@ class Workspace:
         self.device = device
         self.seed = seed
         self.difficulty = difficulty
+        self.detector_file = Path(detector) if detector is not None else None
         self._cache: dict[Any, Any] = {}
 
     @classmethod
@@ -127,12 +133,12 @@ class Workspace:
         seed: int,
         run_dir: str,
         difficulty: float = 0.5,
+        detector: str | None = None,
     ) -> Workspace:
         """The workspace of a notebook's ``parameters`` cell (validated first)."""
         check_parameters(profile, dataset, data_root, device, seed, run_dir)
-        return cls(
-            Path(run_dir), profile, dataset, Path(data_root) if data_root else None, device, seed, difficulty
-        )
+        root = Path(data_root) if data_root else None
+        return cls(Path(run_dir), profile, dataset, root, device, seed, difficulty, detector)
 
     # ---------------------------------------------------------------------------------- data
     def synth_settings(self):
@@ -175,7 +181,11 @@ class Workspace:
 
     # ------------------------------------------------------------------------------ detector
     def detector_path(self) -> Path:
-        """The shipped detector for synthetic data; else one trained here (paper profile), cached."""
+        """The workspace's ``detector`` if given; else the shipped detector for synthetic data, or
+        one trained here (paper profile, cached) for VOC / COCO. Every cache key that depends on
+        the detector holds its checksum, so several detectors can share one run folder."""
+        if self.detector_file is not None:
+            return self.detector_file
         if self.dataset == "synthetic":
             from bbam_lite.weights import default_detector_path
 

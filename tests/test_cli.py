@@ -201,3 +201,9 @@ def test_demo_smoke(tmp_path, smoke_detector, capsys) -> None:
         assert 0 <= row["miou"] <= 1 and 0 <= row["mean_instance_iou"] <= 1
     assert (tmp_path / "demo" / "comparison.png").stat().st_size > 10_000
     assert "bbam_official" in capsys.readouterr().out
+    # only labels made with the detector record it: a newly shipped detector reuses the others
+    recorded = {
+        m: "detector" in json.loads((tmp_path / "demo" / "labels" / m / "settings.json").read_text())
+        for m in summary["methods"]
+    }
+    assert recorded == {"box": False, "box_crf": False, "grabcut": False, "bbam": True, "bbam_official": True}

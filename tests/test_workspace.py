@@ -59,3 +59,14 @@ def test_cached_results_are_keyed_by_the_detector(tmp_path, monkeypatch):
     monkeypatch.setattr(other, "detector_digest", lambda: "another-checkpoint")
     assert other.cached_json("study", {"x": 1}, compute) == {"value": 3}  # not the old detector's result
     assert other.cached_json("study", {"x": 1}, compute, uses_detector=False) == {"value": 2}
+
+
+def test_workspace_with_another_detector(tmp_path, smoke_detector):
+    ws = Workspace.from_parameters(
+        "smoke", "synthetic", None, "cpu", 0, str(tmp_path), detector=str(smoke_detector)
+    )
+    assert ws.detector_path() == smoke_detector
+    assert ws.detector_digest() != Workspace(tmp_path, "smoke").detector_digest()  # the shipped one's
+    with pytest.raises(ParameterError, match="no-such.pt': no such checkpoint file") as err:
+        Workspace(tmp_path, "smoke", detector=tmp_path / "no-such.pt")
+    assert "\n" not in str(err.value)
