@@ -229,6 +229,17 @@ class Workspace:
             bbam.setdefault("iterations", self.profile.bbam_iterations)
         return replace(s, bbam=bbam if method == "bbam" else {}, **overrides)
 
+    def labels_dir(self, settings, split: str, limit: int | None, tag: str = "", **extra: Any) -> Path:
+        """``RUN/labels/<method><tag>-<key>``, the folder of labels made with ``settings`` (a
+        :class:`~bbam_lite.pseudo.generate.PseudoLabelSettings`) from ``split``'s first ``limit``
+        images. The key holds the settings, split, limit, seed, ``extra`` and, for labels that
+        come from the detector (BBAM, or detector boxes), the checkpoint's bytes: a new detector
+        under the same file name never reuses old labels."""
+        ident = {"settings": settings.record(), "split": split, "limit": limit, "seed": self.seed, **extra}
+        if settings.method == "bbam" or settings.boxes == "detector":
+            ident["detector"] = self.detector_digest()
+        return self.run_dir / "labels" / f"{settings.method}{tag}-{settings_key(ident)}"
+
     def labels(
         self, method: str, split: str = "train", limit: int | None = -1, **overrides: Any
     ) -> tuple[Path, dict]:
@@ -249,11 +260,7 @@ class Workspace:
                 base_dir, _ = self.labels(method, split, limit, **fields)
                 settings = replace(settings, maps_from=str(base_dir))
         uses_detector = method == "bbam" or settings.boxes == "detector"
-        ident = {"settings": settings.record(), "split": split, "limit": limit, "seed": self.seed}
-        if uses_detector:  # a new detector under the same file name must not reuse old labels
-            ident["detector"] = self.detector_digest()
-        key = settings_key(ident)
-        out = self.run_dir / "labels" / f"{method}-{key}"
+        out = self.labels_dir(settings, split, limit)
         quality = out / "quality.json"
         if quality.exists():
             return out, json.loads(quality.read_text())

@@ -70,3 +70,18 @@ def test_workspace_with_another_detector(tmp_path, smoke_detector):
     with pytest.raises(ParameterError, match="no-such.pt': no such checkpoint file") as err:
         Workspace(tmp_path, "smoke", detector=tmp_path / "no-such.pt")
     assert "\n" not in str(err.value)
+
+
+def test_labels_folders_from_the_detector_are_keyed_by_its_checksum(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path, "smoke")
+    bbam, box = ws.label_settings("bbam"), ws.label_settings("box")
+    det_box = ws.label_settings("box", boxes="detector")
+    before = [ws.labels_dir(s, "train", 2) for s in (bbam, box, det_box)]
+    noisy = ws.labels_dir(bbam, "train", 2, tag="-noise+0.10", level=0.1)
+    assert noisy.name.startswith("bbam-noise+0.10-") and noisy != ws.labels_dir(
+        bbam, "train", 2, "-noise+0.10", level=0.2
+    )
+    monkeypatch.setattr(ws, "detector_digest", lambda: "another-checkpoint")
+    after = [ws.labels_dir(s, "train", 2) for s in (bbam, box, det_box)]
+    assert [a == b for a, b in zip(before, after, strict=True)] == [False, True, False]
+    assert ws.labels_dir(bbam, "train", 2, tag="-noise+0.10", level=0.1) != noisy

@@ -84,12 +84,12 @@ def noisy_labels(
 ) -> tuple[Path, dict]:
     """Pseudo labels of ``method`` made from the boxes of the workspace's ``split`` at noise ``level``.
 
-    Cached under ``RUN/labels/<method>-noise<level>-<key>``; the folder is resumable like every
-    labels folder. ``iterations`` overrides the profile's BBAM iterations.
+    Cached under ``RUN/labels/<method>-noise<level>-<key>`` (``Workspace.labels_dir``: BBAM's key
+    holds the detector's checksum); resumable like every labels folder. ``iterations`` overrides
+    the profile's BBAM iterations.
     """
     from bbam_lite.analysis.study import analysis_images
     from bbam_lite.pseudo.generate import generate
-    from bbam_lite.workspace import settings_key
 
     n = analysis_images(ws) if n_images is None else n_images
     bbam = {"iterations": int(iterations)} if iterations is not None and method == "bbam" else {}
@@ -100,10 +100,7 @@ def noisy_labels(
             return bbam_labels(ws, n, iterations, split)
         return ws.labels(method, split=split, limit=n)
     settings = ws.label_settings(method, bbam=bbam)
-    key = settings_key(
-        {"settings": settings.record(), "level": level, "split": split, "limit": n, "seed": ws.seed}
-    )
-    out = ws.run_dir / "labels" / f"{method}-noise{level:+.2f}-{key}"
+    out = ws.labels_dir(settings, split, n, tag=f"-noise{level:+.2f}", level=level)
     if (out / "quality.json").exists():
         import json
 
