@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bbam_lite.data import DATASETS, BoxDataset, load_dataset
-from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.io import atomic_write_json, file_digest
 
 
 class ParameterError(ValueError):
@@ -206,7 +206,7 @@ class Workspace:
         """A hash of the detector checkpoint's bytes: part of every cache key that depends on it."""
         key = ("digest", str(self.detector_path()))
         if key not in self._cache:
-            self._cache[key] = hashlib.sha256(self.detector_path().read_bytes()).hexdigest()[:16]
+            self._cache[key] = file_digest(self.detector_path())
         return self._cache[key]
 
     def detector(self):

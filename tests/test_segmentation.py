@@ -264,6 +264,29 @@ def test_train_seg_and_evaluate_through_the_cli(task, tiny_synth, box_labels, tm
     assert "other settings" in capsys.readouterr().err
 
 
+def test_train_seg_refuses_to_resume_after_its_init_checkpoint_was_replaced(
+    tiny_synth, box_labels, smoke_detector, tmp_path, capsys
+) -> None:
+    import shutil
+
+    from bbam_lite.data.synthetic import CLASSES
+    from bbam_lite.detector.model import build_detector, get_profile, save_detector
+    from bbam_lite.utils.io import file_digest
+
+    det, run = tmp_path / "det.pt", tmp_path / "run"
+    shutil.copy(smoke_detector, det)
+    argv = ["--quiet", "train-seg", "--task", "instance", "--data", str(tiny_synth)]
+    argv += ["--labels", str(box_labels), "--out", str(run), "--profile", "smoke", "--iterations", "1"]
+    argv += ["--init", str(det)]
+    assert main(argv) == 0
+    assert json.loads((run / "settings.json").read_text())["init_sha256"] == file_digest(det)
+    torch.manual_seed(1)  # another detector under the same file name
+    cfg = get_profile("smoke")
+    save_detector(det, build_detector(cfg, len(CLASSES)), cfg, ["background", *CLASSES], {"note": "other"})
+    assert main(argv) == 2
+    assert "differs in init_sha256" in capsys.readouterr().err
+
+
 def test_labels_folder_scored_as_predictions(tiny_synth, box_labels, tmp_path, capsys) -> None:
     out = tmp_path / "m.json"
     data = ["--data", str(tiny_synth), "--split", "train"]

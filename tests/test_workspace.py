@@ -85,3 +85,13 @@ def test_labels_folders_from_the_detector_are_keyed_by_its_checksum(tmp_path, mo
     after = [ws.labels_dir(s, "train", 2) for s in (bbam, box, det_box)]
     assert [a == b for a, b in zip(before, after, strict=True)] == [False, True, False]
     assert ws.labels_dir(bbam, "train", 2, tag="-noise+0.10", level=0.1) != noisy
+
+
+def test_chapter_12_networks_are_keyed_by_the_detector(tmp_path, monkeypatch):
+    from bbam_lite.segment.comparison import BOOK_SCHEDULES, book_settings
+
+    ws = Workspace(tmp_path, "smoke")
+    first = book_settings(ws, BOOK_SCHEDULES["smoke"]).out
+    assert book_settings(ws, BOOK_SCHEDULES["smoke"]).out == first
+    monkeypatch.setattr(ws, "detector_digest", lambda: "another-checkpoint")  # they start from it
+    assert book_settings(ws, BOOK_SCHEDULES["smoke"]).out != first

@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bbam_lite.utils.io import file_digest
+
 INIT_AUTO, INIT_NONE = "auto", "none"
 
 
@@ -90,6 +92,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
         "data": {**_data_info(args.data, kind, args.train_split, args.val_split), "limit": args.limit},
         "labels": labels.describe(),
         "init": str(init.resolve()) if init else None,
+        # by content too: resuming after the file at that path was replaced is refused
+        "init_sha256": file_digest(init) if init else None,
     }
     if init and not args.quiet:
         part = "backbone" if args.task == "semantic" else "network but its mask branch"

@@ -305,7 +305,8 @@ def markdown_table(result: dict) -> str:
 
 def book_settings(ws, schedule: dict) -> ComparisonSettings:
     """How chapter 12 trains and scores every network at the workspace's profile. The networks live
-    in ``RUN/segmentation/<key of these settings>/<network>``, shared by all the chapter's tables."""
+    in ``RUN/segmentation/<key of these settings and the detector's checksum>/<network>``, shared
+    by all the chapter's tables."""
     from bbam_lite.workspace import settings_key
 
     training = {
@@ -313,8 +314,15 @@ def book_settings(ws, schedule: dict) -> ComparisonSettings:
         for k, v in schedule.items()
         if k in ("profile", "iterations", "val_limit", "crf")
     }
+    # the networks start from the detector's weights: a new detector trains them all again
     key = settings_key(
-        {**training, "label_images": ws.profile.label_images, "seed": ws.seed, "dataset": ws.dataset}
+        {
+            **training,
+            "label_images": ws.profile.label_images,
+            "seed": ws.seed,
+            "dataset": ws.dataset,
+            "detector": ws.detector_digest(),
+        }
     )
     return ComparisonSettings(
         data=ws.data_path(),

@@ -6,6 +6,7 @@ a rerun can trust whatever it finds under a final name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,3 +44,13 @@ def atomic_save(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` and rename the result to ``path`` (for torch.save, PIL, ...)."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def file_digest(path: Path, length: int = 16) -> str:
+    """The first ``length`` hex digits of the SHA-256 of a file's bytes: names a checkpoint by its
+    content, so that a new file under the same name never passes for the old one."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
