@@ -188,6 +188,36 @@ def test_a_notebook_checks_its_own_parameters(tmp_path):
     assert "unknown profile" in err.value.evalue and "\n" not in err.value.evalue
 
 
+def test_kernel_registered_by_two_runs_at_once(monkeypatch):
+    """Two book runs that start together install the kernel once: the second waits for the first."""
+    import shutil
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from bbam_lite.book import runner
+
+    installs = []
+    real_run = subprocess.run
+
+    def slow_run(cmd, *args, **kwargs):  # an install long enough for both runs to overlap
+        installs.append(cmd)
+        time.sleep(1.0)
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(runner.subprocess, "run", slow_run)
+    name = f"bbam-lite-test-{uuid.uuid4().hex[:8]}"
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            assert list(pool.map(runner.ensure_kernel, [name, name])) == [name, name]
+        assert len(installs) == 1
+        assert KernelSpecManager().get_kernel_spec(name).argv[0] == sys.executable
+    finally:
+        shutil.rmtree(Path(sys.prefix) / "share" / "jupyter" / "kernels" / name, ignore_errors=True)
+        (Path(sys.prefix) / "share" / "jupyter" / f".{name}-kernel.lock").unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------ unit pieces
 @pytest.mark.parametrize(
     "text, value",

@@ -17,6 +17,7 @@ A notebook that fails is reported with the cell that failed; its executed copy i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -95,11 +96,17 @@ def ensure_kernel(name: str = KERNEL) -> str:
     here = sys.executable
     if current() == here:
         return name
-    cmd = [here, "-m", "ipykernel", "install", "--sys-prefix", "--name", name]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ValueError(f"could not register the Jupyter kernel {name!r}: {last}")
+    # two book runs started together (the test suite does) must not install at the same time
+    lock_dir = Path(sys.prefix) / "share" / "jupyter"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f".{name}-kernel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if current() != here:
+            cmd = [here, "-m", "ipykernel", "install", "--sys-prefix", "--name", name]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise ValueError(f"could not register the Jupyter kernel {name!r}: {last}")
     if current() != here:
         raise ValueError(
             f"the Jupyter kernel {name!r} runs {current()}, not {here}: another kernelspec of that name "
