@@ -18,7 +18,6 @@ A notebook that fails is reported with the cell that failed; its executed copy i
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bbam_lite.book.params import check_common, check_declared
-from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.io import atomic_write_json, file_digest
 
 KERNEL = "bbam-lite"
 NOTEBOOK_NAME = re.compile(r"^(\d\d)-[a-z0-9][a-z0-9-]*\.ipynb$")
@@ -116,7 +115,7 @@ def ensure_kernel(name: str = KERNEL) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_digest(path, 64)
 
 
 def declared_parameters(notebook: Path) -> dict[str, str]:
