@@ -145,9 +145,9 @@ def cmd_eval_detector(args: argparse.Namespace) -> int:
 
 def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.attribution.engine import EngineOptions
-    from bbam_lite.data.stats import channel_mean
     from bbam_lite.detector.model import load_detector
-    from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
+    from bbam_lite.pseudo.generate import generate
+    from bbam_lite.pseudo.settings import PseudoLabelSettings
     from bbam_lite.utils.distributed import process_group
     from bbam_lite.weights import default_detector_path
 
@@ -182,14 +182,13 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             path = args.detector or default_detector_path()
             loaded = load_detector(path, device, class_names=ds.class_names)
             detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
-        mean = channel_mean(ds) if settings.needs_detector and args.method == "bbam" else None
         batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
         q = generate(
             ds,
             settings,
             args.out,
             detector,
-            mean,
+            None,  # the channel mean: computed from ds when the method needs it
             device,
             args.limit,
             args.batch_images,
@@ -302,7 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and, where ground-truth masks exist, OUT/quality.json.",
     )
     _add_data_args(pl, split="train")
-    pl.add_argument("--method", required=True, choices=["bbam", "grabcut", "box", "box_crf"])
+    from bbam_lite.attribution.bbam import PRESETS
+    from bbam_lite.pseudo.methods import methods
+    from bbam_lite.pseudo.settings import DEFAULT_PRESET
+
+    pl.add_argument(
+        "--method",
+        required=True,
+        choices=[m.name for m in methods()],
+        help="; ".join(f"{m.name}: {m.summary}" for m in methods()),
+    )
     pl.add_argument("--out", type=Path, required=True, help="labels folder")
     pl.add_argument(
         "--detector",
@@ -319,10 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--preset",
-        choices=["paper", "official"],
-        default="paper",
-        help="BBAM as in the paper (default) or as in the authors' code (area-quantile thresholds: "
-        "the one that beats the baselines at lite scale; see docs/bbam-settings.md)",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help="BBAM as in the authors' code (official, the default: area-quantile thresholds, which "
+        "their published numbers were made with) or as the paper's text states it (paper: theta_fg / "
+        "theta_bg on the map's values); see docs/bbam-settings.md",
     )
     pl.add_argument(
         "--profile",
@@ -332,9 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
         "synthetic data); full: the paper's values",
     )
     pl.add_argument("--limit", type=int, default=None, help="only the first N images")
-    pl.add_argument("--theta-fg", type=float, default=0.8)
-    pl.add_argument("--theta-bg", type=float, default=0.2)
-    pl.add_argument("--no-crf", action="store_true", help="threshold the BBAM without dense-CRF refinement")
+    pl.add_argument(
+        "--theta-fg", type=float, default=0.8, help="foreground threshold of --preset paper (default 0.8)"
+    )
+    pl.add_argument(
+        "--theta-bg", type=float, default=0.2, help="ignore-band threshold of --preset paper (default 0.2)"
+    )
+    pl.add_argument(
+        "--no-crf",
+        action="store_true",
+        help="--preset paper: threshold the BBAM without dense-CRF refinement (official keeps its CRF)",
+    )
     pl.add_argument(
         "--refine",
         choices=["none", "proposals"],
@@ -397,10 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bbam_lite.data.records import DataError
     from bbam_lite.detector.model import CheckpointError
-    from bbam_lite.detector.train import RunSettingsError
+    from bbam_lite.utils.run_folder import RunSettingsError
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"bbam-lite {args.command}: warning: {message}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():
+            warnings.showwarning = one_line  # restored when the block ends
             warnings.simplefilter("default")
             warnings.filterwarnings(
                 "ignore", category=DeprecationWarning, module=r"(pycocotools|torch|torchvision)\b.*"

@@ -61,3 +61,63 @@ def best_match_ious(
         cands = [mask_iou(g, p) for p, pc in zip(pred_masks, pred_labels, strict=True) if pc == c]
         out.append(max(cands, default=0.0))
     return out
+
+
+def class_map(masks: np.ndarray, labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The semantic class map of instance masks (later instances over earlier ones)."""
+    out = np.zeros((height, width), np.uint8)
+    for m, c in zip(masks, labels, strict=True):
+        out[m] = c
+    return out
+
+
+class LabelQuality:
+    """The quality of pseudo labels against ground truth, the one scorer of labels folders, analyses
+    and benchmarks: semantic mIoU with ignored pixels left out (and their share), mIoU with ignored
+    pixels counted as background, and the mean over ground-truth objects of the IoU of the best
+    same-class instance. Add images one by one (:meth:`add`); :meth:`merge` sums scorers that saw
+    disjoint images (worker processes)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.conf = ConfusionMatrix(num_classes)
+        self.conf_bg = ConfusionMatrix(num_classes)
+        self.instance_ious: list[float] = []
+
+    def add(
+        self,
+        gt_masks: np.ndarray,
+        gt_labels: np.ndarray,
+        semantic: np.ndarray,
+        fg_masks: list[np.ndarray],
+        fg_labels: list[int],
+    ) -> list[float]:
+        """Score one image's class map (255 = ignore) and instance foregrounds; returns the
+        best-match IoU of each ground-truth object."""
+        gt = class_map(gt_masks, gt_labels, *semantic.shape)
+        self.conf.update(gt, semantic)
+        self.conf_bg.update(gt, np.where(semantic == IGNORE, 0, semantic).astype(np.uint8))
+        ious = best_match_ious(gt_masks, gt_labels, fg_masks, fg_labels)
+        self.instance_ious += ious
+        return ious
+
+    def merge(self, other: LabelQuality) -> None:
+        for mine, theirs in ((self.conf, other.conf), (self.conf_bg, other.conf_bg)):
+            mine.mat += theirs.mat
+            mine.ignored += theirs.ignored
+            mine.total += theirs.total
+        self.instance_ious += other.instance_ious
+
+    def result(self, class_names: list[str] | None = None) -> dict:
+        """The scores as ``quality.json`` holds them (``per_class_iou`` when ``class_names``)."""
+        out = {
+            "miou": self.conf.miou(),
+            "ignore_fraction": self.conf.ignore_fraction,
+            "miou_ignore_as_background": self.conf_bg.miou(),
+            "mean_instance_iou": float(np.mean(self.instance_ious)) if self.instance_ious else 0.0,
+        }
+        if class_names is not None:
+            out["per_class_iou"] = {
+                n: (None if np.isnan(v) else float(v))
+                for n, v in zip(class_names, self.conf.iou(), strict=True)
+            }
+        return out

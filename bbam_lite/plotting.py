@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bbam_lite.data.voc import voc_palette
+from bbam_lite.pseudo.methods import titles
 
 
 def colourise(class_map: np.ndarray) -> np.ndarray:
@@ -41,10 +42,6 @@ def draw_boxes(ax: plt.Axes, boxes: np.ndarray, labels: Sequence[int], class_nam
         )
 
 
-#: Column titles of the pseudo-label variants in figures.
-METHOD_TITLES = {"box_crf": "box + CRF", "bbam": "BBAM (paper)", "bbam_official": "BBAM (authors' code)"}
-
-
 def method_grid(
     rows: list[dict],
     methods: Sequence[str],
@@ -69,7 +66,7 @@ def method_grid(
             else:
                 ax.imshow(overlay(row["image"], row["gt"] if name == "ground truth" else row[name]))
             if r == 0:
-                ax.set_title(METHOD_TITLES.get(name, name), fontsize=10)
+                ax.set_title(titles().get(name, name), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -221,22 +221,30 @@ class Workspace:
     # --------------------------------------------------------------------------- pseudo labels
     def label_settings(self, method: str, **overrides: Any):
         """Pseudo-label settings of this profile for ``method`` (overrides as in PseudoLabelSettings)."""
-        from bbam_lite.pseudo.generate import PseudoLabelSettings
+        from bbam_lite.pseudo.settings import PseudoLabelSettings
 
         s = PseudoLabelSettings(method=method, profile=self.profile.labels_profile)
         bbam = dict(overrides.pop("bbam", {}))
         if self.profile.bbam_iterations is not None:
             bbam.setdefault("iterations", self.profile.bbam_iterations)
-        return replace(s, bbam=bbam if method == "bbam" else {}, **overrides)
+        s = replace(s, **overrides)
+        if "bbam" not in s.method_obj.settings:
+            return s
+        # BBAM overrides equal to the preset's own value are dropped: the same settings, one folder
+        base = s.bbam_config()
+        unknown = sorted(k for k in bbam if not hasattr(base, k))
+        if unknown:
+            raise ValueError(f"unknown BBAM setting(s) {unknown}; see bbam_lite.attribution.bbam.BBAMConfig")
+        return replace(s, bbam={k: v for k, v in bbam.items() if getattr(base, k) != v})
 
     def labels_dir(self, settings, split: str, limit: int | None, tag: str = "", **extra: Any) -> Path:
         """``RUN/labels/<method><tag>-<key>``, the folder of labels made with ``settings`` (a
-        :class:`~bbam_lite.pseudo.generate.PseudoLabelSettings`) from ``split``'s first ``limit``
+        :class:`~bbam_lite.pseudo.settings.PseudoLabelSettings`) from ``split``'s first ``limit``
         images. The key holds the settings, split, limit, seed, ``extra`` and, for labels that
         come from the detector (BBAM, or detector boxes), the checkpoint's bytes: a new detector
         under the same file name never reuses old labels."""
         ident = {"settings": settings.record(), "split": split, "limit": limit, "seed": self.seed, **extra}
-        if settings.method == "bbam" or settings.boxes == "detector":
+        if settings.uses_detector:
             ident["detector"] = self.detector_digest()
         return self.run_dir / "labels" / f"{settings.method}{tag}-{settings_key(ident)}"
 
@@ -253,13 +261,12 @@ class Workspace:
 
         settings = self.label_settings(method, **overrides)
         limit = self.profile.label_images if limit == -1 else limit
-        if method == "bbam" and not settings.maps_from:
+        if settings.method_obj.stores_maps and not settings.maps_from:
             base = settings.without_postprocessing()
             if base != settings:
                 fields = _overrides_of(base, self.label_settings(method))
                 base_dir, _ = self.labels(method, split, limit, **fields)
                 settings = replace(settings, maps_from=str(base_dir))
-        uses_detector = method == "bbam" or settings.boxes == "detector"
         out = self.labels_dir(settings, split, limit)
         quality = out / "quality.json"
         if quality.exists():
@@ -271,10 +278,10 @@ class Workspace:
             settings,
             out,
             det.model if det else None,
-            self.mean() if det and method == "bbam" else None,
+            self.mean() if det and settings.method_obj.needs_detector else None,
             self.device,
             limit,
-            provenance={"detector": str(self.detector_path())} if uses_detector else None,
+            provenance={"detector": str(self.detector_path())} if settings.uses_detector else None,
             progress=False,
         )
         return out, q
@@ -303,7 +310,7 @@ class Workspace:
 
     def describe(self) -> str:
         """One line for a chapter's header: profile, data, device and hardware."""
-        from bbam_lite.experiments import hardware
+        from bbam_lite.utils.run_folder import hardware
 
         data = (
             f"synthetic ({self.profile.n_train}/{self.profile.n_val} images)"

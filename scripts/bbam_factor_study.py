@@ -22,11 +22,12 @@ import numpy as np
 from bbam_lite.data import load_dataset
 from bbam_lite.data.stats import channel_mean
 from bbam_lite.detector.model import load_detector
-from bbam_lite.experiments import hardware
 from bbam_lite.pseudo.ablation import Variant, rederive
-from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
+from bbam_lite.pseudo.generate import generate
 from bbam_lite.pseudo.labels import box_region
+from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.run_folder import hardware
 from bbam_lite.weights import default_detector_path
 
 #: (preset, mask initialisation, iterations or None for the lite profile's 150)

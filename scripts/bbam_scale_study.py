@@ -21,9 +21,10 @@ import numpy as np
 from bbam_lite.attribution.bbam import get_preset
 from bbam_lite.data.synthetic import read_synthetic
 from bbam_lite.detector.model import load_detector
-from bbam_lite.experiments import bbam_object_study, hardware
-from bbam_lite.pseudo.generate import LITE_BBAM
+from bbam_lite.experiments import bbam_object_study
+from bbam_lite.pseudo.settings import LITE_BBAM
 from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.run_folder import hardware
 
 
 def settings(iterations: int) -> dict:

@@ -43,23 +43,26 @@ import torch
 import torch.nn.functional as F
 
 from bbam_lite.attribution.bbam import (
+    PRESETS,
     BBAMConfig,
     ObjectResult,
     ObjectTask,
     explain,
     prepare,
     task_generator,
-    tv_norm,
 )
 from bbam_lite.attribution.engine import EngineOptions
+from bbam_lite.attribution.loss import bbam_objective, head_terms, object_means
 from bbam_lite.attribution.proposals import Positives, jitter_boxes
 from bbam_lite.data import load_dataset
 from bbam_lite.data.stats import channel_mean
 from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.detector.heads import frozen, roi_head_outputs
 from bbam_lite.detector.model import build_detector, get_profile, load_detector
-from bbam_lite.metrics import IGNORE, ConfusionMatrix, mask_iou
-from bbam_lite.pseudo.generate import PseudoLabeler, PseudoLabelSettings
+from bbam_lite.metrics import IGNORE, ConfusionMatrix, LabelQuality, mask_iou
+from bbam_lite.pseudo.generate import PseudoLabeler
+from bbam_lite.pseudo.methods import ImageBoxes
+from bbam_lite.pseudo.settings import DEFAULT_PRESET, PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
 from bbam_lite.weights import default_detector_path
 
@@ -90,18 +93,9 @@ def reference_bbam(
         up = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         perturbed = image * up + mu * (1 - up)
         out = roi_head_outputs(model, perturbed[None], [props])
-        d = (out.deltas[:, label] - t_deltas).abs()
-        box_loss = d.sum(-1).mean() if cfg.box_loss == "sum" else d.mean(-1).mean() / 2
-        if cfg.cls_loss == "all":
-            cls_loss = (out.probs - t_probs).abs().sum(-1).mean()
-        else:
-            cls_loss = (out.probs[:, label] - t_probs[:, label]).abs().mean() / 2
-        loss = (
-            cfg.lam * mask.sum()
-            + cfg.lam_tv * tv_norm(mask, cfg.beta, cfg.tv_diagonal)
-            + cfg.use_box * box_loss
-            + cfg.use_cls * cls_loss
-        )
+        box_rows, cls_rows = head_terms(cfg, out.deltas[:, label], out.probs, t_deltas, t_probs, label)
+        box_loss, cls_loss = object_means(box_rows), object_means(cls_rows)
+        loss = bbam_objective(cfg, mask, box_loss, cls_loss)  # Eq. 5, bbam_lite.attribution.loss
         if it == cfg.iterations:
             break
         opt.zero_grad()
@@ -294,12 +288,12 @@ def load_inputs(args, device: torch.device):
     mean = channel_mean(ds)
     if args.profile == "lite":
         det = load_detector(args.detector or default_detector_path(), device, class_names=ds.class_names)
-        model, settings = det.model, PseudoLabelSettings(profile="lite")
+        model, settings = det.model, PseudoLabelSettings(profile="lite", preset=args.preset)
         size = None
     else:
         torch.manual_seed(args.seed)
         model = build_detector(get_profile("paper-r50"), len(ds.class_names) - 1).to(device).eval()
-        settings = PseudoLabelSettings(profile="full")
+        settings = PseudoLabelSettings(profile="full", preset=args.preset)
         size = tuple(int(v) for v in args.image_size.lower().split("x"))
     cfg = settings.bbam_config()
     if args.iterations is not None:
@@ -359,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         "--positives", type=int, default=None, help="forced positives per object (paper default 50)"
     )
     p.add_argument("--image-size", default="375x500", help="paper profile: HxW the images are resized to")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=DEFAULT_PRESET,
+        help=f"BBAM preset (default {DEFAULT_PRESET}; measurements before 2026-11-28 used paper)",
+    )
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--compile", default=None, help="torch.compile mode for the engine's backbone")
@@ -473,30 +473,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_labels:
         labeler = PseudoLabeler(settings, None, mean)
         sems: dict[str, list[np.ndarray]] = {name: [] for name in sets}
-        gt_conf = {name: ConfusionMatrix(len(ds.class_names)) for name in sets}
+        quality = {name: LabelQuality(len(ds.class_names)) for name in sets}
         for rec, img, boxes, labels, masks in items:
             ks = [(rec.image_id, k) for k in range(len(boxes)) if (rec.image_id, k) in ref_results]
             if len(ks) != len(boxes):
                 continue  # --objects cut this image
-            source = (boxes, labels, np.ones(len(boxes), np.float32))
+            item = ImageBoxes(rec, img, boxes, labels, np.ones(len(boxes), np.float32))
             h, w = img.shape[:2]
-            gt = None
-            if masks is not None:
-                gt = np.zeros((h, w), np.uint8)
-                for m, c in zip(masks, labels, strict=True):
-                    gt[m] = c
             for name, results in sets.items():
-                insts, _, _ = labeler.instances_from_maps(rec, img, source, [results[k] for k in ks])
-                sem, _ = labeler.semantic(insts, h, w)
+                insts = labeler.method.from_maps(settings, item, [results[k] for k in ks]).instances
+                sem, visible = labeler.semantic(insts, h, w)
                 sems[name].append(sem)
-                if gt is not None:
-                    gt_conf[name].update(gt, sem)
+                if masks is not None:
+                    quality[name].add(masks, labels, sem, visible, [i.label for i in insts])
         if sems["reference"]:
             n_cls = len(ds.class_names)
             label_stats = {
                 "agreement_label_miou": semantic_agreement(sems["reference"], sems["engine"], n_cls),
                 "label_images": len(sems["reference"]),
-                **{f"{name}_label_miou_gt": gt_conf[name].miou() for name in sets},
+                **{f"{name}_label_miou_gt": quality[name].result()["miou"] for name in sets},
             }
             label_stats["label_miou_gap_points"] = 100 * (
                 label_stats["engine_label_miou_gt"] - label_stats["reference_label_miou_gt"]
@@ -522,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     per_object_scale = profile_iterations / cfg.iterations
     result = {
         "profile": args.profile,
+        "preset": args.preset,
         "date": datetime.date.today().isoformat(),
         "commit": git_commit(),
         "device": str(device),

@@ -1,8 +1,11 @@
-"""Pseudo-label quality of Box, Box + CRF, GrabCut and BBAM across seeds and difficulty levels.
+"""Pseudo-label quality of every registered method across seeds and difficulty levels.
 
     python scripts/compare_methods.py --out runs/compare [--seeds 0 1 2] [--difficulties easy medium hard]
-                                      [--images 16] [--methods box box_crf grabcut bbam bbam_official]
+                                      [--images 16] [--methods box grabcut bbam bbam_paper ...]
                                       [--json results.json]
+
+The methods (default: every variant of :func:`bbam_lite.pseudo.methods.variants` that the demo shows)
+come from the method registry.
 
 For each (difficulty, seed) a fresh synthetic training subset is generated (the first N training
 images of that seed and difficulty), every method labels it with ground-truth boxes, using the
@@ -23,8 +26,10 @@ import numpy as np
 from bbam_lite.analysis import tables
 from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, parse_difficulty, read_synthetic
 from bbam_lite.detector.model import load_detector
-from bbam_lite.experiments import DEMO_VARIANTS, VARIANTS, compare_methods, hardware
+from bbam_lite.experiments import compare_methods, demo_variants
+from bbam_lite.pseudo.methods import variants
 from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.run_folder import hardware
 from bbam_lite.weights import default_detector_path
 
 
@@ -36,7 +41,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--difficulties", nargs="+", default=["easy", "medium", "hard"])
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--methods", nargs="+", default=list(DEMO_VARIANTS), choices=sorted(VARIANTS))
+    parser.add_argument("--methods", nargs="+", default=list(demo_variants()), choices=sorted(variants()))
     parser.add_argument("--detector", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")

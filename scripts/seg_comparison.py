@@ -1,4 +1,4 @@
-"""Command-line front end of :mod:`bbam_lite.segment.comparison` (the paper's tables at any scale).
+"""Command-line front end of :mod:`bbam_lite.experiments.networks` (the paper's tables at any scale).
 
     python scripts/seg_comparison.py --data DATA --out OUT \\
         --labels full=gt box=L/box box_crf=L/box_crf grabcut=L/grabcut bbam=L/bbam bbam_refined=L/bbam-mcg \\
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bbam_lite.segment.comparison import ROWS, ComparisonSettings, compare, main_rows, markdown_table
+from bbam_lite.experiments.networks import ROWS, ComparisonSettings, compare, main_rows, markdown_table
 from bbam_lite.utils.io import atomic_path, atomic_write_json
 
 

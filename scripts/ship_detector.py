@@ -20,8 +20,8 @@ import torch
 from bbam_lite.data.synthetic import read_synthetic
 from bbam_lite.detector.evaluate import evaluate_detector
 from bbam_lite.detector.model import load_detector
-from bbam_lite.experiments import hardware
 from bbam_lite.utils.io import atomic_save, atomic_write_json
+from bbam_lite.utils.run_folder import hardware
 from bbam_lite.weights import DEFAULT_DETECTOR
 
 

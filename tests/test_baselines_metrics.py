@@ -6,15 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from bbam_lite.baselines import (
-    box_crf_instances,
-    box_instances,
-    grabcut_box,
-    grabcut_init_mask,
-    grabcut_instances,
-)
 from bbam_lite.metrics import ConfusionMatrix, best_match_ious, mask_iou
 from bbam_lite.pseudo.crf import CRFParams
+from bbam_lite.pseudo.methods.box import box_instances
+from bbam_lite.pseudo.methods.box_crf import box_crf_instances
+from bbam_lite.pseudo.methods.grabcut import grabcut_box, grabcut_init_mask, grabcut_instances
 
 
 def test_grabcut_initial_mask_is_algorithm_1() -> None:

@@ -15,8 +15,11 @@ from bbam_lite.attribution.bbam import BBAMConfig, BBAMNumericalWarning, ObjectT
 from bbam_lite.attribution.engine import EngineOptions
 from bbam_lite.data.synthetic import read_synthetic
 from bbam_lite.detector.model import build_detector, get_profile
-from bbam_lite.pseudo import generate as gen_mod
-from bbam_lite.pseudo.generate import FAULT_FALLBACK, PseudoLabelSettings, generate, load_image_result
+from bbam_lite.pseudo.folder import LabelsFolder
+from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.methods import bbam as bbam_method
+from bbam_lite.pseudo.methods.bbam import FAULT_FALLBACK
+from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 CFG = BBAMConfig(iterations=3, n_jitter=10, iou_thresholds=(-1.0,), stride_reference_side=375)
 MEAN = torch.full((3,), 0.5)
@@ -113,7 +116,7 @@ def test_pseudo_labels_run_through_a_bad_object(tiny_synth, tmp_path, monkeypatc
     torch.manual_seed(0)
     ds = read_synthetic(tiny_synth, "train")
     det = build_detector(get_profile("smoke"), len(ds.class_names) - 1).eval()
-    real = gen_mod.explain
+    real = bbam_method.explain
     target = (ds[1].image_id, 0)
 
     def poisoning_explain(model, tasks, *args, **kwargs):
@@ -122,7 +125,7 @@ def test_pseudo_labels_run_through_a_bad_object(tiny_synth, tmp_path, monkeypatc
         ]
         return real(model, tasks, *args, **kwargs)
 
-    monkeypatch.setattr(gen_mod, "explain", poisoning_explain)
+    monkeypatch.setattr(bbam_method, "explain", poisoning_explain)
     settings = PseudoLabelSettings(
         method="bbam",
         profile="lite",
@@ -133,7 +136,7 @@ def test_pseudo_labels_run_through_a_bad_object(tiny_synth, tmp_path, monkeypatc
         warnings.simplefilter("ignore")
         q = generate(ds, settings, tmp_path / "labels", det, MEAN, limit=3, batch_images=3, progress=False)
     assert q["failed_objects"] == 1 and q["fallbacks"][FAULT_FALLBACK] == 1 and q["images"] == 3
-    insts, info = load_image_result(tmp_path / "labels" / "images" / f"{target[0]}.npz")
+    insts, info = LabelsFolder(tmp_path / "labels").read_image(target[0])
     assert info[0]["failed"] and "non-finite" in info[0]["fault"] and info[0]["fallback"] == FAULT_FALLBACK
     assert not insts[0].fg.any() and insts[0].ignore.any()  # the box is ignored, nothing claimed
     saved = json.loads((tmp_path / "labels" / "quality.json").read_text())

@@ -18,7 +18,7 @@ from bbam_lite.data.synthetic import read_synthetic  # noqa: E402
 from bbam_lite.detector.probe import checkpoint_id, probe_heads, training_log  # noqa: E402
 from bbam_lite.label_cost import LABEL_COSTS, annotation_hours  # noqa: E402
 from bbam_lite.pseudo.ablation import TABLE4_VARIANTS, Variant, rederive, variant_masks  # noqa: E402
-from bbam_lite.pseudo.generate import PseudoLabelSettings  # noqa: E402
+from bbam_lite.pseudo.settings import PseudoLabelSettings  # noqa: E402
 
 
 def test_annotation_hours_follow_the_papers_seconds():
@@ -62,10 +62,13 @@ def test_study_objects_are_the_labelled_objects_in_order(tiny_synth):
     objs = study_objects(ds, 3)
     recs = list(ds)[:3]
     assert len(objs) == sum(len(r.boxes) for r in recs)
-    first = objs[0]
-    assert first.task.key == (recs[0].image_id, 0) and first.mask.shape == (recs[0].height, recs[0].width)
-    assert np.allclose(first.task.box.numpy(), recs[0].boxes[0]) and first.task.label == recs[0].labels[0]
-    assert first.task.image.shape == (3, recs[0].height, recs[0].width) and 0 < first.area_ratio <= 1
+    first, task = objs[0], objs[0].task()
+    assert task.key == first.key == (recs[0].image_id, 0) and first.gt.shape == (
+        recs[0].height,
+        recs[0].width,
+    )
+    assert np.allclose(task.box.numpy(), recs[0].boxes[0]) and task.label == first.label == recs[0].labels[0]
+    assert task.image.shape == (3, recs[0].height, recs[0].width) and 0 < first.area_ratio <= 1
 
 
 def test_probe_heads_reports_eq3_consistently(tiny_synth, smoke_detector):
@@ -74,14 +77,15 @@ def test_probe_heads_reports_eq3_consistently(tiny_synth, smoke_detector):
     ds = read_synthetic(tiny_synth, "train")
     det = load_detector(smoke_detector, class_names=ds.class_names)
     obj = study_objects(ds, 1)[0]
-    p = probe_heads(det.model, obj.task.image, obj.task.box, obj.task.label, n=16, threshold=0.5,
+    task = obj.task()
+    p = probe_heads(det.model, task.image, task.box, task.label, n=16, threshold=0.5,
                     generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert p.proposals.shape == (16, 4) and p.regressed.shape == (16, 4)
     for iou in (p.proposal_iou, p.regressed_iou, p.class_prob):
         assert ((iou >= 0) & (iou <= 1)).all()
-    expected = (p.predicted == obj.task.label) & (p.regressed_iou > 0.5)
+    expected = (p.predicted == task.label) & (p.regressed_iou > 0.5)
     assert (p.positive == expected).all()
-    again = probe_heads(det.model, obj.task.image, obj.task.box, obj.task.label, n=16, threshold=0.5,
+    again = probe_heads(det.model, task.image, task.box, task.label, n=16, threshold=0.5,
                         generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert np.array_equal(again.proposals, p.proposals)
 
@@ -112,7 +116,7 @@ def test_rederive_scores_known_maps(tiny_synth, tmp_path):
     ds = read_synthetic(tiny_synth, "train")
     settings = PseudoLabelSettings(method="bbam", profile="lite")
     folder, recs = _fake_bbam_folder(tmp_path, ds, lambda rec, k: rec.load_masks()[k].astype(np.float32))
-    variants = {"exact": Variant(crf=False, theta_fg=0.5, theta_bg=0.5), "box": Variant(source="box")}
+    variants = {"exact": Variant(crf=False, theta_fg=0.5, theta_bg=0.5), "box": Variant(source="prior")}
     res = rederive(ds, folder, variants, settings, limit=3)
     n_obj = sum(len(r.boxes) for r in recs)
     # maps equal to the true masks (which lie inside their boxes) reproduce them exactly
@@ -156,7 +160,7 @@ def test_quantile_rule_ignores_the_maps_scale(tiny_synth, tmp_path):
     """The paper's thresholds read the map's values; the authors' area quantiles read its ranking, so
     a map that ranks the object first but never reaches theta_fg (what BBAM does at lite scale) is
     lost by the first rule and kept by the second."""
-    from bbam_lite.pseudo.generate import _save_image_result
+    from bbam_lite.pseudo.folder import ImageLabels, LabelsFolder
     from bbam_lite.pseudo.labels import InstanceLabel
 
     ds = read_synthetic(tiny_synth, "train")
@@ -167,7 +171,8 @@ def test_quantile_rule_ignores_the_maps_scale(tiny_synth, tmp_path):
     for rec in recs:
         empty = np.zeros((rec.height, rec.width), bool)
         insts = [InstanceLabel(int(c), b, empty, empty) for b, c in zip(rec.boxes, rec.labels, strict=True)]
-        _save_image_result(folder / "images" / f"{rec.image_id}.npz", insts, [{"stride": 3.0}] * len(insts))
+        labels = ImageLabels(insts, [{"stride": 3.0}] * len(insts))
+        LabelsFolder(folder).write_image(rec, labels, np.zeros((rec.height, rec.width), np.uint8))
     variants = {"values": Variant(), "quantiles": Variant(rule="quantiles")}
     res = rederive(ds, folder, variants, settings, limit=3)
     assert res["values"]["mean_instance_iou"] < 0.05  # nothing above 0.8: every object lost

@@ -156,11 +156,11 @@ def test_pseudo_labels_command(method, tmp_path, tiny_synth, smoke_detector) -> 
 
 
 def test_interrupted_pseudo_labels_resume_to_the_same_outputs(tmp_path, tiny_synth, monkeypatch) -> None:
-    import bbam_lite.pseudo.generate as gen
+    from bbam_lite.pseudo.folder import LabelsFolder
 
     argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "grabcut", "--limit", "4"]
     assert main([*argv, "--out", str(tmp_path / "full")]) == 0
-    real = gen._save_image_result
+    real = LabelsFolder.write_image
     calls = {"n": 0}
 
     def dies_on_third(*args, **kwargs):
@@ -169,11 +169,11 @@ def test_interrupted_pseudo_labels_resume_to_the_same_outputs(tmp_path, tiny_syn
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gen, "_save_image_result", dies_on_third)
+    monkeypatch.setattr(LabelsFolder, "write_image", dies_on_third)
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     assert len(list((tmp_path / "cut" / "images").glob("*.npz"))) == 2
     assert not (tmp_path / "cut" / "instances.json").exists()
-    monkeypatch.setattr(gen, "_save_image_result", real)
+    monkeypatch.setattr(LabelsFolder, "write_image", real)
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 0
     assert _outputs(tmp_path / "cut") == _outputs(tmp_path / "full")
 
@@ -195,15 +195,21 @@ def test_demo_smoke(tmp_path, smoke_detector, capsys) -> None:
         == 0
     )
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert set(summary["methods"]) == {"box", "box_crf", "grabcut", "bbam", "bbam_official"}
-    assert set(summary["bbam_settings"]) == {"bbam", "bbam_official"}
+    from bbam_lite.experiments import demo_variants
+
+    assert tuple(summary["methods"]) == demo_variants()
+    assert {"box", "box_crf", "grabcut", "bbam", "bbam_paper"} <= set(summary["methods"])
+    assert set(summary["bbam_settings"]) == {"bbam", "bbam_paper"}
     for row in summary["methods"].values():
         assert 0 <= row["miou"] <= 1 and 0 <= row["mean_instance_iou"] <= 1
     assert (tmp_path / "demo" / "comparison.png").stat().st_size > 10_000
-    assert "bbam_official" in capsys.readouterr().out
+    assert "bbam_paper" in capsys.readouterr().out
     # only labels made with the detector record it: a newly shipped detector reuses the others
     recorded = {
         m: "detector" in json.loads((tmp_path / "demo" / "labels" / m / "settings.json").read_text())
         for m in summary["methods"]
     }
-    assert recorded == {"box": False, "box_crf": False, "grabcut": False, "bbam": True, "bbam_official": True}
+    from bbam_lite.pseudo.methods import get_method, variants
+
+    assert recorded == {m: get_method(variants()[m].method).needs_detector for m in summary["methods"]}
+    assert recorded["bbam"] and recorded["bbam_paper"] and not recorded["box"]

@@ -19,12 +19,12 @@ from bbam_lite.detector.model import (
 )
 from bbam_lite.detector.train import (
     ImageCache,
-    RunSettingsError,
     batch_indices,
     make_batch,
     train_detector,
 )
 from bbam_lite.utils.distributed import Ranks
+from bbam_lite.utils.run_folder import RunSettingsError
 
 
 @pytest.fixture(scope="module")

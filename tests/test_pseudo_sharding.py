@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from bbam_lite.data import load_dataset
-from bbam_lite.pseudo.generate import PseudoLabelSettings, generate, shard
+from bbam_lite.pseudo.generate import generate, shard
+from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 
 def test_shards_are_disjoint_complete_and_stable() -> None:

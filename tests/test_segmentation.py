@@ -356,7 +356,7 @@ def test_interrupted_training_resumes_to_the_same_weights(
 
 
 def test_comparison_order_check_and_table() -> None:
-    from bbam_lite.segment.comparison import markdown_table, order_check
+    from bbam_lite.experiments.networks import markdown_table, order_check
 
     def row(miou: float, ap50: float, abo: float) -> dict:
         return {"semantic": {"miou": miou, "train_cpu_seconds": 60}, "instance": {"ap50": ap50, "abo": abo}}
@@ -370,10 +370,10 @@ def test_comparison_order_check_and_table() -> None:
     assert order_check(rows, "semantic", "miou")["holds"]
     broken = order_check(rows, "instance", "ap50")
     assert not broken["holds"] and broken["rows"] == ["full", "grabcut", "box"]
-    rows["bbam_official"] = row(0.75, 0.6, 0.55)
-    with_bbam = order_check(rows, "semantic", "miou", "bbam_official")
-    assert with_bbam["rows"] == ["full", "bbam_official", "grabcut", "box"] and with_bbam["holds"]
-    assert order_check(rows, "instance", "ap50", "bbam_official")["holds"] is False  # 0.5 < 0.6
+    rows["bbam_paper"] = row(0.75, 0.6, 0.55)
+    with_bbam = order_check(rows, "semantic", "miou", "bbam_paper")
+    assert with_bbam["rows"] == ["full", "bbam_paper", "grabcut", "box"] and with_bbam["holds"]
+    assert order_check(rows, "instance", "ap50", "bbam_paper")["holds"] is False  # 0.5 < 0.6
     table = markdown_table({"rows": rows})
     assert "| Box + CRF" not in table and "| GrabCut-NoTrain-GT (no network) | 65.0 |" in table
     full = (
@@ -383,7 +383,7 @@ def test_comparison_order_check_and_table() -> None:
 
 
 def test_comparison_rows_name_their_networks_and_refuse_clashes(tmp_path) -> None:
-    from bbam_lite.segment.comparison import ComparisonSettings, Row, compare, main_rows
+    from bbam_lite.experiments.networks import ComparisonSettings, Row, compare, main_rows
 
     grow_off = Row("a", "runs/x/bbam-123", ("instance",), "off")
     assert grow_off.network("instance") == "instance-bbam-123-grow-off"
@@ -397,6 +397,48 @@ def test_comparison_rows_name_their_networks_and_refuse_clashes(tmp_path) -> Non
     clash = {"a": Row("a", "one/bbam"), "b": Row("b", "two/bbam")}
     with pytest.raises(ValueError, match="share the name bbam"):
         compare(ComparisonSettings(tmp_path, tmp_path), clash)
+
+
+def test_comparison_trains_and_scores_through_the_library_as_the_cli_does(
+    tiny_synth, box_labels, tmp_path, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    import bbam_lite.cli
+    from bbam_lite.experiments.networks import ComparisonSettings, Row, compare
+
+    # the run folder the command makes for the comparison's first row ...
+    cli_run = tmp_path / "cli"
+    argv = ["--quiet", "train-seg", "--task", "semantic", "--data", str(tiny_synth)]
+    argv += ["--labels", str(box_labels), "--out", str(cli_run), "--profile", "smoke", "--seed", "0"]
+    assert main([*argv, "--eval-images", "0", "--device", "cpu", "--iterations", "1"]) == 0
+    assert main(["--quiet", "evaluate", "--run", str(cli_run), "--crf", "--limit", "2"]) == 0
+    val = tmp_path / "val-box"
+    made = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--split", "val", "--method", "box"]
+    assert main([*made, "--out", str(val)]) == 0
+
+    def no_cli(argv=None):
+        raise AssertionError(f"the comparison ran the command {argv}")
+
+    monkeypatch.setattr(bbam_lite.cli, "main", no_cli)
+    s = ComparisonSettings(tiny_synth, tmp_path / "nets", ("semantic",), "smoke", val_limit=2)
+    s = replace(s, semantic_iterations=1, crf=("semantic",))
+    rows = {"box": Row("Box", str(box_labels)), "grabcut_notrain_gt": Row("val", str(val), notrain=True)}
+    result = compare(s, rows)
+    # ... is the one the library makes: same settings (resumable either way), same scores
+    run = tmp_path / "nets" / "semantic-box"
+    assert (run / "settings.json").read_text() == (cli_run / "settings.json").read_text()
+    ours, theirs = (json.loads((r / "metrics.json").read_text()) for r in (run, cli_run))
+    timing = ("seconds", "train_seconds", "train_cpu_seconds")
+    assert list(ours) == list(theirs)
+    assert {k: v for k, v in ours.items() if k not in timing} == {
+        k: v for k, v in theirs.items() if k not in timing
+    }
+    sem = result["rows"]["box"]["semantic"]
+    assert sem["miou"] == theirs["metrics"]["miou"] and sem["crf"]["miou"] == theirs["crf"]["miou"]
+    notrain = json.loads((val / "metrics-val.json").read_text())
+    assert notrain["split"] == "val" and notrain["semantic"]["images"] == 2
+    assert result["rows"]["grabcut_notrain_gt"]["semantic"]["miou"] == notrain["semantic"]["miou"]
 
 
 def test_deeplab_backbone_starts_from_a_detector_backbone() -> None:

@@ -40,8 +40,9 @@ def test_workspace_caches_data_labels_and_results(tmp_path):
     stamp = (folder / "quality.json").stat().st_mtime_ns
     folder2, q2 = Workspace(tmp_path, "smoke").labels("box")
     assert folder2 == folder and q2 == q and (folder / "quality.json").stat().st_mtime_ns == stamp
-    # other settings, other folder
-    assert Workspace(tmp_path, "smoke").labels("box", theta_fg=0.7)[0] != folder
+    # other settings, other folder; a setting the method does not read names the same folder
+    assert Workspace(tmp_path, "smoke").labels("box", detector_score=0.7)[0] != folder
+    assert Workspace(tmp_path, "smoke").labels("box", theta_fg=0.7)[0] == folder
     calls = []
     compute = lambda: calls.append(1) or {"value": 3}  # noqa: E731
     assert ws.cached_json("study", {"x": 1}, compute) == {"value": 3}
@@ -88,7 +89,7 @@ def test_labels_folders_from_the_detector_are_keyed_by_its_checksum(tmp_path, mo
 
 
 def test_chapter_12_networks_are_keyed_by_the_detector(tmp_path, monkeypatch):
-    from bbam_lite.segment.comparison import BOOK_SCHEDULES, book_settings
+    from bbam_lite.experiments.networks import BOOK_SCHEDULES, book_settings
 
     ws = Workspace(tmp_path, "smoke")
     first = book_settings(ws, BOOK_SCHEDULES["smoke"]).out

@@ -2,7 +2,7 @@
 
 SimpleGrad (|d output / d pixel|, max over colour channels), SmoothGrad (SimpleGrad averaged over
 noisy copies of the image) and Grad-CAM (gradient-weighted feature map of the FPN level the RoI
-pooler reads the proposal from), all computed by Captum on :class:`HeadOutputs`, a wrapper that
+pooler reads the proposal from), all computed by Captum on :class:`ProposalHeadModel`, a wrapper that
 turns the detector's f_cls and f_box for a fixed proposal into a plain function of the image.
 
 * class output: the softmax probability of the object's class; box output: the four class-specific
@@ -45,7 +45,7 @@ HEAD_TARGETS = {"cls": (0,), "box": (1, 2, 3, 4)}
 THRESHOLDS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2).tolist())
 
 
-class HeadOutputs(nn.Module):
+class ProposalHeadModel(nn.Module):
     """f_cls and f_box of one proposal as a function of the image: (B, 3, H, W) -> (B, 5) holding
     [p_c, t_x, t_y, t_w, t_h] for class ``label``; every image of the batch gets the same proposal."""
 
@@ -93,7 +93,9 @@ def roi_feature_layer(model: nn.Module, image: torch.Tensor, proposal: torch.Ten
     return fpn.layer_blocks[int(names[level])]
 
 
-def _gradcam(model: nn.Module, fn: HeadOutputs, image: torch.Tensor, target: int, relu: bool) -> np.ndarray:
+def _gradcam(
+    model: nn.Module, fn: ProposalHeadModel, image: torch.Tensor, target: int, relu: bool
+) -> np.ndarray:
     layer = roi_feature_layer(model, image, fn.proposal)
     cam = (
         _captum()
@@ -136,7 +138,7 @@ def attribution_map(
     heads = ("cls", "box") if head == "both" else (head,)
     maps = []
     with frozen(model):
-        fn = HeadOutputs(model, proposal, label)
+        fn = ProposalHeadModel(model, proposal, label)
         x = image.detach()
         for h in heads:
             total = np.zeros(image.shape[-2:], np.float64)

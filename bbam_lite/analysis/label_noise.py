@@ -92,27 +92,23 @@ def noisy_labels(
     from bbam_lite.pseudo.generate import generate
 
     n = analysis_images(ws) if n_images is None else n_images
-    bbam = {"iterations": int(iterations)} if iterations is not None and method == "bbam" else {}
+    bbam = {"iterations": int(iterations)} if iterations is not None else {}
+    settings = ws.label_settings(method, bbam=bbam)  # drops ``bbam`` for methods without it
     if level == 0:  # the clean boxes: the workspace's own labels, shared with the other chapters
-        if method == "bbam":
-            from bbam_lite.analysis.study import bbam_labels
-
-            return bbam_labels(ws, n, iterations, split)
-        return ws.labels(method, split=split, limit=n)
-    settings = ws.label_settings(method, bbam=bbam)
+        return ws.labels(method, split=split, limit=n, bbam=settings.bbam)
     out = ws.labels_dir(settings, split, n, tag=f"-noise{level:+.2f}", level=level)
     if (out / "quality.json").exists():
         import json
 
         return out, json.loads((out / "quality.json").read_text())
     ds = noisy_dataset(ws.data(split), level, ws.seed, n)
-    det = ws.detector() if method == "bbam" else None
+    det = ws.detector() if settings.needs_detector else None
     quality = generate(
         ds,
         settings,
         out,
         det.model if det else None,
-        ws.mean() if method == "bbam" else None,
+        ws.mean() if det and settings.method_obj.needs_detector else None,
         ws.device,
         None,
         provenance={"detector": str(ws.detector_path())} if det else None,

@@ -11,21 +11,21 @@ import numpy as np
 from matplotlib.patches import Circle, Rectangle
 
 from bbam_lite.analysis.heads import contour, relative_position
+from bbam_lite.pseudo import methods as label_methods
 
+#: Series colours: the analyses' own series, then every pseudo-label method and variant (registry).
 COLOURS = {
     "box head only": "tab:orange",
     "cls head only": "tab:blue",
     "both heads": "tab:green",
-    "box": "tab:gray",
-    "box_crf": "tab:purple",
-    "grabcut": "tab:red",
-    "bbam": "tab:green",
     "BBAM": "tab:green",
     "SimpleGrad": "tab:blue",
     "SmoothGrad": "tab:orange",
     "Grad-CAM": "tab:red",
+    **label_methods.colours(),
 }
-METHOD_NAMES = {"box": "Box", "box_crf": "Box + CRF", "grabcut": "GrabCut", "bbam": "BBAM"}
+#: Legend names of the pseudo-label methods and variants (registry titles).
+METHOD_NAMES = label_methods.titles()
 
 
 def _off(ax: plt.Axes) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from bbam_lite.analysis.study import analysis_images, bbam_labels, label_quality, quality_row, read_maps
-from bbam_lite.pseudo.labels import InstanceLabel, refine_paper, threshold_map
+from bbam_lite.pseudo.labels import InstanceLabel, threshold_map
+from bbam_lite.pseudo.postprocess import PostProcess
 
 #: Table 6's values of lambda (the paper's default 0.007).
 LAMBDAS = (0.001, 0.003, 0.005, 0.007, 0.010, 0.020)
@@ -57,13 +58,15 @@ def lambda_sweep(
     n_images: int | None = None,
     iterations: int | None = None,
     split: str = "train",
+    preset: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Table 6: pseudo-label quality and the mean map value on and off the object for each lambda."""
+    """Table 6: pseudo-label quality and the mean map value on and off the object for each lambda
+    (BBAM ``preset``: the default's when None)."""
     rows = []
     ds = ws.data(split)
     n = analysis_images(ws) if n_images is None else n_images
     for lam in lambdas:
-        folder, q = bbam_labels(ws, n_images, iterations, split, lam=float(lam))
+        folder, q = bbam_labels(ws, n_images, iterations, split, preset, lam=float(lam))
         maps = read_maps(folder, ds, n)
         inside = [float(m.bbam[m.obj.gt].mean()) for m in maps]
         outside = [float(m.bbam[~m.obj.gt].mean()) for m in maps]
@@ -86,15 +89,11 @@ def threshold_sweep(
     ``settings`` is the folder's :class:`~bbam_lite.pseudo.generate.PseudoLabelSettings` (paper
     preset, no proposal refinement): it gives the CRF parameters.
     """
-    if settings.preset != "paper" or settings.refine != "none":
+    post = PostProcess.of(settings)
+    if post.rule != "values" or post.refine:
         raise ValueError("threshold_sweep reproduces the paper preset without proposal refinement")
     maps = read_maps(folder, dataset, n_images)
-    refined = []
-    for m in maps:
-        h, w = m.bbam.shape
-        crf = settings.crf_params(h, w) if settings.crf else None
-        _, _, r = refine_paper(m.obj.image, m.bbam, m.obj.box, crf)
-        refined.append(r)
+    refined = [post.refined_map(m.obj.image, m.bbam, m.obj.box) for m in maps]
     records = {r.image_id: r for r in list(dataset)[: n_images if n_images is not None else None]}
     rows = []
     for bg, fg in pairs:

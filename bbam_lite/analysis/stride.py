@@ -65,13 +65,14 @@ def object_rows(maps: list[ObjectMap], setting: str, label_fg: dict | None = Non
 
 
 def _label_masks(folder) -> dict[tuple[int, int], np.ndarray]:
-    from bbam_lite.pseudo.generate import load_image_result
+    from bbam_lite.pseudo.folder import LabelsFolder
 
+    labels = LabelsFolder(folder)
     out = {}
-    for path in sorted((folder / "images").glob("*.npz")):
-        insts, _ = load_image_result(path)
+    for image_id in labels.finished():
+        insts, _ = labels.read_image(image_id)
         for k, inst in enumerate(insts):
-            out[(int(path.stem), k)] = inst.fg
+            out[(image_id, k)] = inst.fg
     return out
 
 

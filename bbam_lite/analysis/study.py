@@ -14,62 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from bbam_lite.attribution.bbam import ObjectTask
+from bbam_lite.attribution.tasks import StudyObject, study_objects
 from bbam_lite.data.records import BoxDataset, ImageRecord
-from bbam_lite.metrics import ConfusionMatrix, best_match_ious, mask_iou
+from bbam_lite.metrics import LabelQuality, mask_iou
 from bbam_lite.pseudo.labels import InstanceLabel, box_region, instances_to_semantic
-
-
-@dataclass
-class StudyObject:
-    """One annotated object with its ground-truth mask."""
-
-    image_id: int
-    index: int  # position among its image's boxes (the key BBAM's jitter stream is drawn from)
-    image: np.ndarray  # uint8 (H, W, 3)
-    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
-    label: int
-    gt: np.ndarray  # (H, W) bool
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.image_id, self.index)
-
-    @property
-    def area_ratio(self) -> float:
-        """Box area / image area: the ``a`` of the adaptive stride s(a)."""
-        h, w = self.gt.shape
-        x1, y1, x2, y2 = (float(v) for v in self.box)
-        return max(x2 - x1, 0.0) * max(y2 - y1, 0.0) / (h * w)
-
-    def task(self, device: str | torch.device = "cpu") -> ObjectTask:
-        """The object as a BBAM task, keyed as :class:`~bbam_lite.pseudo.generate.PseudoLabeler` keys it."""
-        from bbam_lite.detector.evaluate import image_tensor
-
-        return ObjectTask(image_tensor(self.image, device), torch.as_tensor(self.box), self.label, self.key)
-
-
-def _require_masks(dataset: BoxDataset, records: Sequence[ImageRecord]) -> None:
-    missing = [r for r in records if not r.has_masks]
-    if missing:
-        raise ValueError(
-            f"{dataset.name}: image {missing[0].path} has no instance masks; the analyses compare "
-            "with ground-truth masks (use a split with masks, e.g. VOC val or COCO)"
-        )
-
-
-def study_objects(dataset: BoxDataset, n_images: int | None) -> list[StudyObject]:
-    """Every object of the first ``n_images`` images (all images when None)."""
-    records = list(dataset)[: n_images if n_images is not None else None]
-    _require_masks(dataset, records)
-    out = []
-    for rec in records:
-        image, masks = rec.load_image(), rec.load_masks()
-        for k, (b, c) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-            out.append(StudyObject(rec.image_id, k, image, np.asarray(b, np.float32), int(c), masks[k]))
-    return out
 
 
 @dataclass
@@ -83,23 +32,21 @@ class ObjectMap:
 
 def read_maps(folder: Path, dataset: BoxDataset, n_images: int | None) -> list[ObjectMap]:
     """The BBAMs a BBAM pseudo-label folder holds for the first ``n_images`` images of ``dataset``."""
-    from bbam_lite.pseudo.generate import load_image_result
+    from bbam_lite.pseudo.folder import LabelsFolder
 
-    folder = Path(folder)
+    labels = LabelsFolder(folder)
     out = []
     objects = study_objects(dataset, n_images)
     by_image: dict[int, list[StudyObject]] = {}
     for o in objects:
         by_image.setdefault(o.image_id, []).append(o)
     for image_id, objs in by_image.items():
-        path = folder / "bbam" / f"{image_id}.npz"
-        if not path.is_file():
-            raise ValueError(f"{path}: no BBAM maps for image {image_id} (not a finished BBAM labels folder)")
-        with np.load(path, allow_pickle=False) as z:
-            maps = z["bbam"].astype(np.float32)
-        _, info = load_image_result(folder / "images" / f"{image_id}.npz")
+        maps = labels.read_maps(image_id)
+        _, info = labels.read_image(image_id)
         if len(maps) != len(objs):
-            raise ValueError(f"{path}: {len(maps)} maps for {len(objs)} boxes of image {image_id}")
+            raise ValueError(
+                f"{labels.maps_path(image_id)}: {len(maps)} maps for {len(objs)} boxes of image {image_id}"
+            )
         out += [ObjectMap(o, m, i) for o, m, i in zip(objs, maps, info, strict=True)]
     return out
 
@@ -117,26 +64,28 @@ def analysis_images(ws) -> int:
 
 
 def bbam_labels(
-    ws, n_images: int | None = None, iterations: int | None = None, split: str = "train", **bbam: Any
+    ws,
+    n_images: int | None = None,
+    iterations: int | None = None,
+    split: str = "train",
+    preset: str | None = None,
+    **bbam: Any,
 ):
     """BBAM pseudo labels of the workspace for the study images of ``split``: ``(folder, quality)``.
 
     ``bbam`` overrides :class:`~bbam_lite.attribution.bbam.BBAMConfig` fields (``use_box=False``,
-    ``stride=24.0``, ``lam=0.001``, ...); ``n_images`` defaults to :func:`analysis_images` and
-    ``iterations`` to the profile's BBAM iterations. Cached in the workspace's run folder.
+    ``stride=24.0``, ``lam=0.001``, ...); ``n_images`` defaults to :func:`analysis_images`,
+    ``iterations`` to the profile's BBAM iterations and ``preset`` to the default (``official``).
+    Overrides equal to the profile's own values are dropped, so that e.g. "both heads" (Fig. 4), the
+    adaptive stride (Fig. 7b) and lambda = 0.007 (Table 6) name the same labels folder and run once.
+    Cached in the workspace's run folder.
     """
     overrides = dict(bbam)
     if iterations is not None:
         overrides["iterations"] = int(iterations)
-    # values equal to the profile's own are dropped, so that e.g. "both heads" (Fig. 4), the adaptive
-    # stride (Fig. 7b) and lambda = 0.007 (Table 6) name the same labels folder and run once
-    base = ws.label_settings("bbam").bbam_config()
-    unknown = sorted(k for k in overrides if not hasattr(base, k))
-    if unknown:
-        raise ValueError(f"unknown BBAM setting(s) {unknown}; see bbam_lite.attribution.bbam.BBAMConfig")
-    overrides = {k: v for k, v in overrides.items() if getattr(base, k) != v}
     n = analysis_images(ws) if n_images is None else n_images
-    return ws.labels("bbam", split=split, limit=n, bbam=overrides)
+    chosen = {"preset": preset} if preset is not None else {}
+    return ws.labels("bbam", split=split, limit=n, bbam=overrides, **chosen)
 
 
 def map_iou(bbam: np.ndarray, gt: np.ndarray, box: np.ndarray | None = None, threshold: float = 0.5) -> float:
@@ -159,24 +108,11 @@ def label_quality(
     the ignored share, mIoU with ignored pixels counted as background, and the mean over ground-truth
     objects of the IoU of the best same-class instance.
     """
-    conf = ConfusionMatrix(len(class_names))
-    conf_strict = ConfusionMatrix(len(class_names))
-    inst: list[float] = []
+    scorer = LabelQuality(len(class_names))
     for rec, instances in items:
-        masks = rec.load_masks()
-        gt = np.zeros((rec.height, rec.width), np.uint8)
-        for m, c in zip(masks, rec.labels, strict=True):
-            gt[m] = c
         sem = instances_to_semantic(instances, rec.height, rec.width, contained_wins)
-        conf.update(gt, sem)
-        conf_strict.update(gt, np.where(sem == 255, 0, sem).astype(np.uint8))
-        inst += best_match_ious(masks, rec.labels, [i.fg for i in instances], [i.label for i in instances])
-    return {
-        "miou": conf.miou(),
-        "ignore_fraction": conf.ignore_fraction,
-        "miou_ignore_as_background": conf_strict.miou(),
-        "mean_instance_iou": float(np.mean(inst)) if inst else 0.0,
-    }
+        scorer.add(rec.load_masks(), rec.labels, sem, [i.fg for i in instances], [i.label for i in instances])
+    return scorer.result()
 
 
 QUALITY_KEYS = ("miou", "mean_instance_iou", "ignore_fraction", "miou_ignore_as_background")

@@ -7,6 +7,8 @@ positive proposal o, the box deltas t^c and the class probabilities p^c of the c
     lambda * |M|_1 + lambda_TV * TV_beta(M)
         + mean_o [ 1_box * |t^c - f_box(Phi, o)|_1 + 1_cls * |p^c - f_cls(Phi, o)|_1 ]
 
+(the loss, with its variants, is written once in :mod:`bbam_lite.attribution.loss`).
+
 Many objects (from one image or several) are optimised together: each has its own mask and its
 own Adam state (Adam is element-wise), and the detector sees them as one batch; the result is that
 of optimising them one by one. The detector runs through :mod:`bbam_lite.attribution.engine`
@@ -29,6 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from bbam_lite.attribution.engine import EngineOptions, HeadRunner, auto_batch_size
+from bbam_lite.attribution.loss import (
+    check_variants,
+    head_terms,
+    mask_l1,
+    object_means,
+    weighted_total,
+)
+from bbam_lite.attribution.loss import tv_norm as tv_norm  # re-exported: its home was this module
 from bbam_lite.attribution.proposals import Positives, select_positives
 from bbam_lite.detector.heads import HeadOutputs, frozen
 
@@ -71,8 +81,7 @@ class BBAMConfig:
             raise ValueError(f"init must be 'ones' or 'boxes', got {self.init!r}")
         if not (self.use_box or self.use_cls):
             raise ValueError("at least one of use_box and use_cls must be on")
-        if self.box_loss not in ("sum", "half-mean") or self.cls_loss not in ("all", "target-half"):
-            raise ValueError("box_loss must be sum|half-mean and cls_loss all|target-half")
+        check_variants(self.box_loss, self.cls_loss)
 
     def stride_for(self, area_ratio: float, height: int, width: int) -> float:
         """The stride in image pixels for an object covering ``area_ratio`` of the image."""
@@ -113,17 +122,6 @@ def adaptive_stride(area_ratio: float, base: float = 16.0, gain: float = 48.0) -
     return base + gain * math.sqrt(min(max(area_ratio, 0.0), 1.0))
 
 
-def tv_norm(mask: torch.Tensor, beta: float, diagonal: bool = False) -> torch.Tensor:
-    """sum |dM|^beta over vertical and horizontal neighbour differences (and diagonals if asked)."""
-    tv = (mask[1:, :] - mask[:-1, :]).abs().pow(beta).sum() + (mask[:, 1:] - mask[:, :-1]).abs().pow(
-        beta
-    ).sum()
-    if diagonal:
-        tv = tv + (mask[1:, 1:] - mask[:-1, :-1]).abs().pow(beta).sum()
-        tv = tv + (mask[1:, :-1] - mask[:-1, 1:]).abs().pow(beta).sum()
-    return tv
-
-
 def perturb(image: torch.Tensor, mask_up: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Phi(I, M) = I * M_up + mu * (1 - M_up), with mu the per-channel training mean."""
     return image * mask_up + mean.view(3, 1, 1) * (1 - mask_up)
@@ -137,14 +135,10 @@ def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def head_losses(
     cfg: BBAMConfig, out_deltas: torch.Tensor, out_probs: torch.Tensor, pos: Positives, label: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head perturbation losses of one object, averaged over its positives (Eq. 3)."""
-    d = (out_deltas - pos.target_deltas).abs()
-    box = d.sum(-1).mean() if cfg.box_loss == "sum" else d.mean(-1).mean() / 2
-    if cfg.cls_loss == "all":
-        cls = (out_probs - pos.target_probs).abs().sum(-1).mean()
-    else:
-        cls = (out_probs[:, label] - pos.target_probs[:, label]).abs().mean() / 2
-    return box, cls
+    """Per-head perturbation losses of one object, averaged over its positives (Eq. 5's head terms,
+    from :mod:`bbam_lite.attribution.loss`); ``out_deltas`` (N, 4) are at the object's class."""
+    box_rows, cls_rows = head_terms(cfg, out_deltas, out_probs, pos.target_deltas, pos.target_probs, label)
+    return object_means(box_rows), object_means(cls_rows)
 
 
 @dataclass
@@ -254,16 +248,10 @@ def _object_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`head_losses` of every object at once: per-proposal terms averaged per object."""
     idx = torch.arange(len(row_labels), device=row_labels.device)
-    d = (out.deltas[idx, row_labels] - target_deltas).abs()
-    box_rows = d.sum(-1) if cfg.box_loss == "sum" else d.mean(-1) / 2
-    if cfg.cls_loss == "all":
-        cls_rows = (out.probs - target_probs).abs().sum(-1)
-    else:
-        cls_rows = (out.probs[idx, row_labels] - target_probs[idx, row_labels]).abs() / 2
-    k = len(counts)
-    box = box_rows.new_zeros(k).index_add(0, segments, box_rows) / counts
-    cls = cls_rows.new_zeros(k).index_add(0, segments, cls_rows) / counts
-    return box, cls
+    box_rows, cls_rows = head_terms(
+        cfg, out.deltas[idx, row_labels], out.probs, target_deltas, target_probs, row_labels
+    )
+    return object_means(box_rows, segments, counts), object_means(cls_rows, segments, counts)
 
 
 def _fault_message(first_bad_iteration: int, mask_finite: bool) -> str | None:
@@ -342,9 +330,9 @@ def optimise(
             perturbed = images * up + mean4 * (1 - up)
             out = runner(perturbed, plan, decode=last and "proposals" in record)
             box_o, cls_o = _object_losses(cfg, out, target_deltas, target_probs, row_labels, segments, counts)
-            l1 = torch.stack([m.sum() for m in masks])
+            l1 = torch.stack([mask_l1(m) for m in masks])
             tv = torch.stack([tv_norm(m, cfg.beta, cfg.tv_diagonal) for m in masks])
-            total = cfg.lam * l1 + cfg.lam_tv * tv + cfg.use_box * box_o + cfg.use_cls * cls_o
+            total = weighted_total(cfg, l1, tv, box_o, cls_o)
             bad = ~(torch.isfinite(box_o) & torch.isfinite(cls_o) & torch.isfinite(total))
             first_bad = torch.where(bad & (first_bad < 0), it, first_bad)
             if "losses" in record:

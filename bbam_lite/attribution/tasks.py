@@ -9,38 +9,66 @@ import torch
 
 from bbam_lite.attribution.bbam import ObjectTask
 from bbam_lite.data.records import BoxDataset, ImageRecord
-from bbam_lite.detector.evaluate import image_tensor
 
 
 @dataclass
 class StudyObject:
-    """One annotated object: its BBAM task (key = (image_id, index)), image and true mask if any."""
+    """One annotated object: its image, box, class and ground-truth mask (None where the data has
+    none); :meth:`task` makes it a BBAM task keyed as the pseudo-label generator keys it."""
 
-    task: ObjectTask
+    image_id: int
+    index: int  # position among its image's boxes (the key BBAM's jitter stream is drawn from)
     image: np.ndarray  # uint8 (H, W, 3)
-    mask: np.ndarray | None  # bool (H, W) ground truth, None when the data has no masks
-    record: ImageRecord
-    index: int  # position of the object in its record
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
+    label: int
+    gt: np.ndarray | None  # (H, W) bool
 
     @property
-    def box(self) -> np.ndarray:
-        return self.record.boxes[self.index]
+    def key(self) -> tuple[int, int]:
+        return (self.image_id, self.index)
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
 
     @property
     def area_ratio(self) -> float:
-        x1, y1, x2, y2 = self.box
-        return float(max(x2 - x1, 0) * max(y2 - y1, 0) / (self.record.width * self.record.height))
+        """Box area / image area: the ``a`` of the adaptive stride s(a)."""
+        x1, y1, x2, y2 = (float(v) for v in self.box)
+        return max(x2 - x1, 0.0) * max(y2 - y1, 0.0) / (self.height * self.width)
+
+    def task(self, device: str | torch.device = "cpu") -> ObjectTask:
+        """The object as a BBAM task on ``device``."""
+        from bbam_lite.detector.evaluate import image_tensor
+
+        return ObjectTask(image_tensor(self.image, device), torch.as_tensor(self.box), self.label, self.key)
 
 
-def study_objects(dataset: BoxDataset, n_images: int | None = None, device: str = "cpu") -> list[StudyObject]:
-    """Every object of the first ``n_images`` images (all images when None), in dataset order."""
-    recs = list(dataset)[: n_images if n_images is not None else None]
+def _require_masks(dataset: BoxDataset, records: list[ImageRecord]) -> None:
+    missing = [r for r in records if not r.has_masks]
+    if missing:
+        raise ValueError(
+            f"{dataset.name}: image {missing[0].path} has no instance masks; the analyses compare "
+            "with ground-truth masks (use a split with masks, e.g. VOC val or COCO)"
+        )
+
+
+def study_objects(
+    dataset: BoxDataset, n_images: int | None = None, need_masks: bool = True
+) -> list[StudyObject]:
+    """Every object of the first ``n_images`` images (all images when None), in dataset order.
+    ``need_masks``: refuse images without ground-truth masks in one line (else ``gt`` is None)."""
+    records = list(dataset)[: n_images if n_images is not None else None]
+    if need_masks:
+        _require_masks(dataset, records)
     out = []
-    for rec in recs:
-        image = rec.load_image()
-        tensor = image_tensor(image, device)
-        masks = rec.load_masks()
+    for rec in records:
+        image, masks = rec.load_image(), rec.load_masks() if rec.has_masks else None
         for k, (b, c) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-            task = ObjectTask(tensor, torch.as_tensor(b, dtype=torch.float32), int(c), key=(rec.image_id, k))
-            out.append(StudyObject(task, image, None if masks is None else masks[k], rec, k))
+            gt = None if masks is None else masks[k]
+            out.append(StudyObject(rec.image_id, k, image, np.asarray(b, np.float32), int(c), gt))
     return out

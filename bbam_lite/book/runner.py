@@ -201,7 +201,7 @@ class BookRun:
     def execute(self, notebook: Path) -> Outcome:
         import papermill
 
-        from bbam_lite.experiments import hardware
+        from bbam_lite.utils.run_folder import hardware
 
         self.state.mkdir(parents=True, exist_ok=True)
         partial = self.state / f"{notebook.stem}.partial.ipynb"

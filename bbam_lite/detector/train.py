@@ -33,31 +33,10 @@ from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
 from bbam_lite.utils.distributed import Ranks
 from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
+from bbam_lite.utils.run_folder import check_run_settings
 
 #: A process that trains on its own (no torchrun).
 ALONE = Ranks()
-
-
-class RunSettingsError(ValueError):
-    """A run folder made with other settings than the ones asked for."""
-
-
-def check_run_settings(run: Path, settings: dict) -> None:
-    """Write ``RUN/settings.json`` on a fresh run; refuse a run folder made with other settings."""
-    path = run / "settings.json"
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        if old != json.loads(json.dumps(settings)):
-            diff = sorted(
-                k for k in set(old) | set(settings) if old.get(k) != json.loads(json.dumps(settings)).get(k)
-            )
-            raise RunSettingsError(
-                f"{run}: run folder was made with other settings (differs in {', '.join(diff)}); "
-                "use another --out or delete it"
-            )
-    else:
-        atomic_write_json(path, settings, indent=2)
 
 
 class ImageCache:

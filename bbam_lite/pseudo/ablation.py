@@ -16,25 +16,24 @@ from pathlib import Path
 
 import numpy as np
 
-from bbam_lite.baselines import BOX_CRF_PRIOR
 from bbam_lite.data.records import BoxDataset, ImageRecord
-from bbam_lite.metrics import ConfusionMatrix, best_match_ious
-from bbam_lite.pseudo.generate import PseudoLabelSettings, load_image_result
-from bbam_lite.pseudo.labels import (
-    InstanceLabel,
-    box_region,
-    instances_to_semantic,
-    refine_official,
-    refine_paper,
-)
-from bbam_lite.pseudo.refine import grouping_proposals, read_mcg, refine_with_proposals
+from bbam_lite.metrics import LabelQuality
+from bbam_lite.pseudo.folder import LabelsFolder
+from bbam_lite.pseudo.labels import InstanceLabel, instances_to_semantic
+from bbam_lite.pseudo.methods.box_crf import box_prior
+from bbam_lite.pseudo.postprocess import PostProcess
+from bbam_lite.pseudo.refine import mask_proposals
+from bbam_lite.pseudo.settings import PseudoLabelSettings
+
+#: Where a variant's map comes from: the stored BBAM, or Box + CRF's uniform prior inside the box.
+SOURCES = ("map", "prior")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way from a map to a pseudo label."""
+    """One way from a map to a pseudo label: a source map and a :class:`PostProcess`."""
 
-    source: str = "bbam"  # bbam: the stored map | box: a uniform prior inside the box
+    source: str = "map"  # map: the stored BBAM | prior: a uniform prior inside the box (Box + CRF's)
     crf: bool = True
     theta_fg: float = 0.8
     theta_bg: float = 0.2
@@ -44,14 +43,19 @@ class Variant:
     rule: str = "values"
 
     def __post_init__(self) -> None:
-        if self.source not in ("bbam", "box"):
-            raise ValueError(f"variant source must be bbam or box, got {self.source!r}")
-        if self.rule not in ("values", "quantiles"):
-            raise ValueError(f"variant rule must be values or quantiles, got {self.rule!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"variant source must be one of {SOURCES}, got {self.source!r}")
         if self.rule == "quantiles" and not self.crf:
             raise ValueError("the quantile rule (authors' code) includes its CRF: crf must be True")
-        if not 0 <= self.theta_bg <= self.theta_fg <= 1:
-            raise ValueError(f"need 0 <= theta_bg <= theta_fg <= 1, got {self.theta_bg}, {self.theta_fg}")
+        self.post("full")  # validates the rule and the thresholds
+
+    def post(self, profile: str) -> PostProcess:
+        """The post-processing of this variant at ``profile`` (CRF widths, refinement's minimum side)."""
+        return PostProcess(self.rule, self.crf, self.theta_fg, self.theta_bg, self.refine, profile)
+
+    def prob(self, bbam: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The map this variant starts from."""
+        return bbam if self.source == "map" else box_prior(box, *bbam.shape)
 
 
 #: The chapter's variants, from the bare map to the paper's full recipe, and the box-only CRF.
@@ -61,84 +65,47 @@ TABLE4_VARIANTS: dict[str, Variant] = {
     "BBAM + CRF, θ 0.8 / 0.2 (paper)": Variant(),
     "BBAM + CRF + proposals (Eq. 4)": Variant(refine=True),
     "BBAM, area quantiles 0.85 / 0.2 + blur + CRF (authors' code)": Variant(rule="quantiles"),
-    "CRF on the box alone (Q > 0.5)": Variant(source="box", theta_fg=0.5, theta_bg=0.5),
+    "CRF on the box alone (Q > 0.5)": Variant(source="prior", theta_fg=0.5, theta_bg=0.5),
 }
-
-
-def _instance(
-    image: np.ndarray,
-    prob: np.ndarray,
-    box: np.ndarray,
-    label: int,
-    variant: Variant,
-    settings: PseudoLabelSettings,
-    proposals: np.ndarray | None,
-    stride: float | None = None,
-) -> InstanceLabel:
-    h, w = prob.shape
-    crf = settings.crf_params(h, w) if variant.crf else None
-    if variant.rule == "quantiles":
-        if stride is None:
-            raise ValueError("the quantile rule needs the object's stride (its blur kernel)")
-        fg, ignore, _ = refine_official(image, prob, box, float(stride), crf)
-    else:
-        fg, ignore, _ = refine_paper(image, prob, box, crf, variant.theta_fg, variant.theta_bg)
-    if variant.refine:
-        if proposals is None:
-            raise ValueError("a variant with refine=True needs mask proposals")
-        fg = refine_with_proposals(fg, proposals, 1.0, box)
-        ignore &= ~fg
-    return InstanceLabel(int(label), np.asarray(box, np.float32), fg, ignore)
 
 
 def _score_image(
     rec: ImageRecord,
-    labels_dir: Path,
+    folder: LabelsFolder,
     variants: dict[str, Variant],
     settings: PseudoLabelSettings,
     n_classes: int,
-) -> dict[str, tuple[ConfusionMatrix, ConfusionMatrix, list[dict]]]:
-    """Every variant's confusion matrices (ignore excluded; ignore as background) and per-object rows
-    for one image."""
+) -> dict[str, tuple[LabelQuality, list[dict]]]:
+    """Every variant's scorer and per-object rows for one image."""
     image = rec.load_image()
-    with np.load(labels_dir / "bbam" / f"{rec.image_id}.npz", allow_pickle=False) as z:
-        maps = z["bbam"].astype(np.float32)
+    maps = folder.read_maps(rec.image_id)
     if len(maps) != len(rec.boxes):
         raise ValueError(
-            f"{labels_dir}/bbam/{rec.image_id}.npz: {len(maps)} maps for {len(rec.boxes)} boxes "
+            f"{folder.maps_path(rec.image_id)}: {len(maps)} maps for {len(rec.boxes)} boxes "
             "(labels made with detector boxes cannot be re-derived against ground-truth boxes)"
         )
     proposals = None
     if any(v.refine for v in variants.values()):
-        proposals = (
-            read_mcg(Path(settings.mcg_dir) / f"{rec.path.stem}.mat")
-            if settings.mcg_dir
-            else grouping_proposals(image)
-        )
-    strides = [None] * len(maps)
-    if any(v.rule == "quantiles" for v in variants.values()):  # the blur's kernel is the stride
-        strides = [
-            obj["stride"] for obj in load_image_result(labels_dir / "images" / f"{rec.image_id}.npz")[1]
-        ]
+        proposals = mask_proposals(image, rec.path, settings.mcg_dir)
+    info = folder.read_image(rec.image_id)[1] if folder.is_done(rec.image_id) else [{}] * len(maps)
     gt_masks = rec.load_masks()
-    gt = np.zeros((rec.height, rec.width), np.uint8)
-    for m, c in zip(gt_masks, rec.labels, strict=True):
-        gt[m] = c
     out = {}
     for name, variant in variants.items():
+        post = variant.post(settings.profile)
         insts = []
         for k, (box, label) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-            if variant.source == "bbam":
-                prob = maps[k]
-            else:
-                prob = box_region(box, rec.height, rec.width) * np.float32(BOX_CRF_PRIOR)
-            insts.append(_instance(image, prob, box, label, variant, settings, proposals, strides[k]))
-        sem = instances_to_semantic(insts, rec.height, rec.width, variant.rule == "quantiles")
-        conf = ConfusionMatrix(n_classes)
-        conf.update(gt, sem)
-        conf_bg = ConfusionMatrix(n_classes)
-        conf_bg.update(gt, np.where(sem == 255, 0, sem).astype(np.uint8))
-        ious = best_match_ious(gt_masks, rec.labels, [i.fg for i in insts], [i.label for i in insts])
+            fg, ignore, _ = post.label(
+                image,
+                variant.prob(maps[k], box),
+                box,
+                info[k].get("stride"),
+                proposals,
+                failed=variant.source == "map" and bool(info[k].get("failed")),
+            )
+            insts.append(InstanceLabel(int(label), np.asarray(box, np.float32), fg, ignore))
+        sem = instances_to_semantic(insts, rec.height, rec.width, post.contained_wins)
+        scorer = LabelQuality(n_classes)
+        ious = scorer.add(gt_masks, rec.labels, sem, [i.fg for i in insts], [i.label for i in insts])
         rows = []
         for k, iou in enumerate(ious):
             x1, y1, x2, y2 = rec.boxes[k]
@@ -151,14 +118,14 @@ def _score_image(
                     "iou": float(iou),
                 }
             )
-        out[name] = (conf, conf_bg, rows)
+        out[name] = (scorer, rows)
     return out
 
 
 _FORKED: tuple | None = None  # (records, arguments) shared with forked workers
 
 
-def _score_forked(i: int) -> dict[str, tuple[ConfusionMatrix, ConfusionMatrix, list[dict]]]:
+def _score_forked(i: int) -> dict[str, tuple[LabelQuality, list[dict]]]:
     recs, args = _FORKED
     return _score_image(recs[i], *args)
 
@@ -179,13 +146,13 @@ def rederive(
     mean_instance_iou, objects}}`` where ``objects`` lists ``{image_id, index, label, area_ratio,
     iou}`` per object, in dataset order.
     """
-    labels_dir = Path(labels_dir)
+    folder = LabelsFolder(labels_dir)
     recs = [r for r in list(dataset)[: limit if limit is not None else None] if r.has_masks]
-    recs = [r for r in recs if (labels_dir / "bbam" / f"{r.image_id}.npz").is_file()]
+    recs = folder.images_with_maps(recs)
     if not recs:
         raise ValueError(f"{labels_dir}: no stored BBAM maps for images with ground-truth masks")
     n_cls = len(dataset.class_names)
-    args = (labels_dir, variants, settings, n_cls)
+    args = (folder, variants, settings, n_cls)
     if workers > 1:
         import multiprocessing
 
@@ -201,22 +168,16 @@ def rederive(
         per_image = [_score_image(rec, *args) for rec in recs]
     result = {}
     for name, variant in variants.items():
-        conf, conf_bg = ConfusionMatrix(n_cls), ConfusionMatrix(n_cls)
+        total = LabelQuality(n_cls)
         rows: list[dict] = []
         for scores in per_image:
-            c, c_bg, r = scores[name]
-            for total, part in ((conf, c), (conf_bg, c_bg)):
-                total.mat += part.mat
-                total.ignored += part.ignored
-                total.total += part.total
+            part, r = scores[name]
+            total.merge(part)
             rows += r
         result[name] = {
             "variant": asdict(variant),
             "images": len(recs),
-            "miou": conf.miou(),
-            "ignore_fraction": conf.ignore_fraction,
-            "miou_ignore_as_background": conf_bg.miou(),
-            "mean_instance_iou": float(np.mean([r["iou"] for r in rows])) if rows else 0.0,
+            **total.result(),
             "objects": rows,
         }
     return result
@@ -235,7 +196,8 @@ def variant_masks(
     BBAM stride, needed by the quantile rule)."""
     out = []
     for v in variants:
-        prob = bbam if v.source == "bbam" else box_region(box, *bbam.shape) * np.float32(BOX_CRF_PRIOR)
-        inst = _instance(image, prob, box, 0, v, settings, proposals if v.refine else None, stride)
-        out.append((inst.fg, inst.ignore))
+        fg, ignore, _ = v.post(settings.profile).label(
+            image, v.prob(bbam, box), box, stride, proposals if v.refine else None
+        )
+        out.append((fg, ignore))
     return out

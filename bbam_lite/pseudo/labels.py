@@ -166,13 +166,17 @@ def compose_overwrite(
     instances: list[InstanceLabel], height: int, width: int
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Box2Seg's composition: boxes from large to small, each overwriting the class map with its
-    foreground. Returns the class map and each instance's visible foreground after overwriting."""
+    ignore region (255) and then its foreground. Returns the class map and each instance's visible
+    foreground after overwriting."""
     order = sorted(
         range(len(instances)), key=lambda i: -float(np.prod(instances[i].box[2:] - instances[i].box[:2]))
     )
     out = np.zeros((height, width), np.uint8)
     owner = np.full((height, width), -1, np.int64)
     for i in order:
+        if instances[i].ignore.any():
+            out[instances[i].ignore] = IGNORE
+            owner[instances[i].ignore] = -1
         out[instances[i].fg] = instances[i].label
         owner[instances[i].fg] = i
     return out, [owner == i for i in range(len(instances))]

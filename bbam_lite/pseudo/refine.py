@@ -146,3 +146,11 @@ def refine_with_proposals(
     if region is not None:
         out &= region
     return out.reshape(mask.shape)
+
+
+def mask_proposals(image: np.ndarray, image_path: Path, mcg_dir: str | Path | None) -> np.ndarray:
+    """The mask proposals of one image: its MCG file ``MCG_DIR/<image stem>.mat`` when ``mcg_dir``
+    is given, else :func:`grouping_proposals`."""
+    if mcg_dir:
+        return read_mcg(Path(mcg_dir) / f"{Path(image_path).stem}.mat")
+    return grouping_proposals(image)

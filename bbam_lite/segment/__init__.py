@@ -6,5 +6,9 @@
 * :mod:`.targets`: training targets from a labels folder or from the ground truth;
 * :mod:`.batches`: augmented training batches; :mod:`.train`: the resumable loop;
 * :mod:`.evaluate`: mIoU, mask AP (pycocotools) and ABO; :mod:`.postprocess`: dense-CRF refinement;
-* :mod:`.cli`: ``bbam-lite train-seg`` and ``bbam-lite evaluate``.
+* :mod:`.runs`: train a network into a run folder, score it or a labels folder (library calls);
+* :mod:`.cli`: ``bbam-lite train-seg`` and ``bbam-lite evaluate`` over :mod:`.runs`.
+
+Chapter 12's comparison of networks trained on each kind of label is
+:mod:`bbam_lite.experiments.networks`.
 """

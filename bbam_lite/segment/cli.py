@@ -1,104 +1,40 @@
-"""``bbam-lite train-seg`` and ``bbam-lite evaluate``: segmentation networks on pseudo labels."""
+"""``bbam-lite train-seg`` and ``bbam-lite evaluate``: segmentation networks on pseudo labels.
+
+The commands parse their arguments, call :mod:`bbam_lite.segment.runs` and print one line.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from dataclasses import asdict
 from pathlib import Path
 
-from bbam_lite.utils.io import file_digest
-
-INIT_AUTO, INIT_NONE = "auto", "none"
-
-
-def _data_info(root: Path, kind: str, train_split: str, val_split: str) -> dict:
-    from bbam_lite.data.synthetic import read_metadata
-
-    info = {"kind": kind, "root": str(root.resolve()), "train_split": train_split, "val_split": val_split}
-    if kind == "synthetic":
-        meta = read_metadata(root)
-        info.update(generator_version=meta["generator_version"], settings=meta["settings"])
-    return info
-
-
-def _config(args: argparse.Namespace):
-    from bbam_lite.segment.instance import get_instance_profile
-    from bbam_lite.segment.semantic import get_semantic_profile
-
-    overrides = {
-        k: v
-        for k, v in {
-            "iterations": args.iterations,
-            "lr": args.lr,
-            "batch_size": args.batch_size,
-            "eval_images": args.eval_images,
-            "grow_start": args.grow_start,
-            "grow_theta_fg": args.grow_theta_fg,
-            "grow_theta_bg": args.grow_theta_bg,
-        }.items()
-        if v is not None
-    }
-    if args.grow is not None:
-        overrides["grow"] = args.grow == "on"
-    get = get_semantic_profile if args.task == "semantic" else get_instance_profile
-    if args.iterations is not None:  # keep the checkpoint / validation cadence inside the schedule
-        profile = get(args.profile)
-        overrides["checkpoint_every"] = min(args.iterations, profile.checkpoint_every)
-        overrides["eval_every"] = min(args.iterations, profile.eval_every)
-    cfg = get(args.profile, **overrides)
-    cfg.seed_growing()  # validates the growing settings
-    return cfg
-
-
-def _init_weights(args: argparse.Namespace, kind: str) -> Path | None:
-    """The box detector a network starts from: ``auto`` = the shipped one for synthetic data in the
-    lite profile (trained on box labels only: Mask R-CNN takes all but its mask branch, DeepLab its
-    backbone), else none; ``none`` = from scratch (or ImageNet weights where the profile has them)."""
-    from bbam_lite.weights import default_detector_path
-
-    if args.init == INIT_NONE:
-        return None
-    if args.init == INIT_AUTO:
-        return default_detector_path() if kind == "synthetic" and args.profile == "lite" else None
-    return Path(args.init)
+from bbam_lite.segment.runs import INIT_AUTO, evaluate_labels_folder, evaluate_run, train_network
 
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
-    import torch
-
-    from bbam_lite.cli import _device, _load, dataset_kind
-    from bbam_lite.segment.targets import TrainingLabels
-    from bbam_lite.segment.train import InstanceJob, SemanticJob, train_segmentation
-
-    cfg = _config(args)
-    kind = dataset_kind(args.data, args.dataset)
-    train = _load(args.data, kind, args.train_split)
-    if args.limit is not None:
-        train = train.subset(range(min(args.limit, len(train))))
-    val = _load(args.data, kind, args.val_split)
-    labels = TrainingLabels(train, args.labels, args.task)
-    device = torch.device(_device(args.device))
-    init = _init_weights(args, kind)
-    torch.manual_seed(args.seed)
-    job_class = SemanticJob if args.task == "semantic" else InstanceJob
-    job = job_class(cfg, labels, device, args.seed, init)
-    settings = {
-        "task": args.task,
-        "config": asdict(cfg),
-        "seed": args.seed,
-        "class_names": train.class_names,
-        "data": {**_data_info(args.data, kind, args.train_split, args.val_split), "limit": args.limit},
-        "labels": labels.describe(),
-        "init": str(init.resolve()) if init else None,
-        # by content too: resuming after the file at that path was replaced is refused
-        "init_sha256": file_digest(init) if init else None,
-    }
-    if init and not args.quiet:
-        part = "backbone" if args.task == "semantic" else "network but its mask branch"
-        print(f"starting from the {part} of the box detector {init}")
-    summary = train_segmentation(job, val, args.out, settings, progress=not args.quiet)
+    summary = train_network(
+        args.data,
+        args.labels,
+        args.task,
+        args.out,
+        dataset=args.dataset,
+        profile=args.profile,
+        train_split=args.train_split,
+        val_split=args.val_split,
+        limit=args.limit,
+        iterations=args.iterations,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        eval_images=args.eval_images,
+        grow=args.grow,
+        grow_start=args.grow_start,
+        grow_theta_fg=args.grow_theta_fg,
+        grow_theta_bg=args.grow_theta_bg,
+        init=args.init,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     last = summary["log"][-1] if summary["log"] else {}
     shown = ", ".join(f"{k} {last[k]:.3f}" for k in ("miou", "ap50", "ap", "abo") if k in last)
     print(
@@ -115,28 +51,26 @@ def _format(task: str, m: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bbam_lite.cli import _device, _load, dataset_kind
-    from bbam_lite.segment.checkpoint import load_segmenter
-    from bbam_lite.segment.evaluate import evaluate_instance_model, evaluate_labels, evaluate_semantic_model
-    from bbam_lite.utils.io import atomic_write_json
-
     if (args.run is None) == (args.labels is None):
         raise ValueError(
             "give exactly one of --run RUN (a trained network) or --labels LABELS (labels as predictions)"
         )
-    t0 = time.perf_counter()
     if args.labels is not None:
         if args.data is None:
             raise ValueError(
                 "--labels needs --data (the dataset whose ground truth the labels are scored against)"
             )
         split = args.split or "val"
-        ds = _load(args.data, args.dataset, split)
-        ds = ds.subset(range(min(args.limit, len(ds)))) if args.limit else ds
-        result = {"split": split, **evaluate_labels(args.labels, ds, progress=not args.quiet)}
-        result["seconds"] = round(time.perf_counter() - t0, 1)
         out = args.json or args.labels / f"metrics-{split}.json"
-        atomic_write_json(out, result, indent=2)
+        result = evaluate_labels_folder(
+            args.labels,
+            args.data,
+            dataset=args.dataset,
+            split=split,
+            limit=args.limit,
+            json_path=out,
+            progress=not args.quiet,
+        )
         print(
             f"{args.labels} as predictions on {result['instance']['images']} {split} images: "
             f"{_format('semantic', result['semantic'])} {_format('instance', result['instance'])}; "
@@ -144,43 +78,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    settings_path = args.run / "settings.json"
-    if not settings_path.is_file():
-        raise ValueError(f"{args.run}: not a train-seg run folder (no settings.json)")
-    settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    data = settings.get("data", {})
-    root = args.data or Path(data.get("root", ""))
-    kind = dataset_kind(root, args.dataset if args.data else data.get("kind", args.dataset))
-    loaded = load_segmenter(args.run / "model.pt", _device(args.device))
-    ds = _load(root, kind, args.split or data.get("val_split", "val"))
-    if ds.class_names != loaded.class_names:
-        raise ValueError(
-            f"{args.run}/model.pt: trained for classes {loaded.class_names[1:]}, "
-            f"{root} has {ds.class_names[1:]}"
-        )
-    ds = ds.subset(range(min(args.limit, len(ds)))) if args.limit else ds
-    scaled = loaded.config.profile != "paper"
-    evaluate = evaluate_semantic_model if loaded.task == "semantic" else evaluate_instance_model
-    metrics = evaluate(loaded.model, ds, args.device, args.crf, scaled, progress=not args.quiet)
-    result = {
-        "task": loaded.task,
-        "profile": loaded.config.profile,
-        "split": args.split or data.get("val_split", "val"),
-        "data": str(Path(root).resolve()),
-        "images": len(ds),
-        "train_seconds": loaded.meta.get("train_seconds"),
-        "train_cpu_seconds": loaded.meta.get("train_cpu_seconds"),
-        "labels": settings.get("labels"),
-        "metrics": {k: v for k, v in metrics.items() if k != "crf"},
-        "crf": metrics.get("crf"),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
     out = args.json or args.run / "metrics.json"
-    atomic_write_json(out, result, indent=2)
-    line = _format(loaded.task, result["metrics"])
+    result = evaluate_run(
+        args.run,
+        data=args.data,
+        dataset=args.dataset,
+        split=args.split,
+        crf=args.crf,
+        limit=args.limit,
+        device=args.device,
+        json_path=out,
+        progress=not args.quiet,
+    )
+    line = _format(result["task"], result["metrics"])
     if result["crf"]:
-        line += f"; with CRF: {_format(loaded.task, result['crf'])}"
-    print(f"{args.run}: {line} on {len(ds)} images; wrote {out}")
+        line += f"; with CRF: {_format(result['task'], result['crf'])}"
+    print(f"{args.run}: {line} on {result['images']} images; wrote {out}")
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from bbam_lite.data.coco import coco_ground_truth, decode_rle, encode_rle, load_
 from bbam_lite.data.records import BoxDataset, DataError
 from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.metrics import ConfusionMatrix
+from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.writers import read_semantic_png
 from bbam_lite.segment.postprocess import crf_instance, crf_semantic
 from bbam_lite.segment.targets import IGNORE, semantic_ground_truth
@@ -242,7 +242,8 @@ def evaluate_labels(labels_dir: Path, dataset: BoxDataset, progress: bool = True
     Instances are scored with the confidence stored in ``instances.json`` (1 for ground-truth boxes).
     """
     labels_dir = Path(labels_dir)
-    data = load_coco_json(labels_dir / "instances.json")
+    folder = LabelsFolder(labels_dir)
+    data = load_coco_json(folder.instances_path)
     by_image: dict[int, list[dict]] = {}
     for ann in data["annotations"]:
         by_image.setdefault(ann["image_id"], []).append(ann)
@@ -252,7 +253,7 @@ def evaluate_labels(labels_dir: Path, dataset: BoxDataset, progress: bool = True
         raise DataError(f"{labels_dir}: labels no image of {dataset.name}")
     sem, inst = SemanticScorer(dataset), InstanceScorer(dataset)
     for rec in tqdm(recs, desc="evaluate labels", unit="img", disable=not progress, leave=False):
-        png = labels_dir / "semantic" / f"{rec.path.stem}.png"
+        png = folder.semantic_path(rec)
         if not png.is_file():
             raise DataError(f"{png}: semantic label missing for image id {rec.image_id}")
         pred = read_semantic_png(png)
@@ -268,10 +269,9 @@ def evaluate_labels(labels_dir: Path, dataset: BoxDataset, progress: bool = True
             [a["category_id"] for a in anns],
             [a.get("score", 1.0) for a in anns],
         )
-    settings = labels_dir / "settings.json"
     return {
         "semantic": sem.result(),
         "instance": inst.result(),
         "labels": str(labels_dir.resolve()),
-        "made_with": json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else None,
+        "made_with": folder.settings() if folder.settings_path.is_file() else None,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bbam_lite.pseudo.crf import CRFParams, crf_foreground, crf_marginals
-from bbam_lite.pseudo.generate import PAPER_IMAGE_SIDE
+from bbam_lite.pseudo.settings import PAPER_IMAGE_SIDE
 
 
 def crf_params_for(height: int, width: int, scaled: bool) -> CRFParams:

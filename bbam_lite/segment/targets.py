@@ -16,7 +16,6 @@ neighbour keeps the three values).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from bbam_lite.data.coco import decode_rle, load_coco_json
 from bbam_lite.data.records import BoxDataset, DataError, ImageRecord
 from bbam_lite.detector.train import ImageCache
+from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.writers import read_semantic_png
 
 GT = "gt"
@@ -110,12 +110,13 @@ class TrainingLabels:
         root = self.source
         if not root.is_dir():
             raise DataError(f"{root}: labels folder not found")
+        folder = LabelsFolder(root)
         if self.task == "semantic":
-            sem = root / "semantic"
+            sem = root / folder.SEMANTIC
             if not sem.is_dir():
                 raise DataError(f"{sem}: no semantic/ folder (not a bbam-lite labels folder?)")
-            return [r for r in self.dataset if (sem / f"{r.path.stem}.png").is_file()]
-        path = root / "instances.json"
+            return [r for r in self.dataset if folder.semantic_path(r).is_file()]
+        path = folder.instances_path
         data = load_coco_json(path)
         names = {c["id"]: c["name"] for c in data["categories"]}
         want = dict(enumerate(self.dataset.class_names))
@@ -140,15 +141,15 @@ class TrainingLabels:
         """What the labels are, for the run's settings (a labels folder's own settings included)."""
         if self.source == GT:
             return {"source": GT, "images": len(self.records)}
-        settings = self.source / "settings.json"
-        made_with = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else None
+        folder = LabelsFolder(self.source)
+        made_with = folder.settings() if folder.settings_path.is_file() else None
         return {"source": str(self.source.resolve()), "images": len(self.records), "made_with": made_with}
 
     def semantic(self, rec: ImageRecord) -> np.ndarray:
         """Class map (H, W) uint8, 255 = ignore."""
         if self.source == GT:
             return self._cache.get(rec, semantic_ground_truth)
-        path = self.source / "semantic" / f"{rec.path.stem}.png"
+        path = LabelsFolder(self.source).semantic_path(rec)
         return self._cache.get(rec, lambda r: _read_class_png(path, r, self.dataset.num_classes))
 
     def instances(self, rec: ImageRecord) -> InstanceTarget:
@@ -164,8 +165,9 @@ class TrainingLabels:
 
     def _decode(self, rec: ImageRecord, anns: list[dict]) -> np.ndarray:
         out = np.zeros((len(anns), rec.height, rec.width), np.uint8)
+        path = LabelsFolder(self.source).instances_path
         for k, a in enumerate(anns):
-            where = f"{self.source / 'instances.json'} (annotation {a.get('id')}, image id {rec.image_id})"
+            where = f"{path} (annotation {a.get('id')}, image id {rec.image_id})"
             try:
                 fg = decode_rle(a["segmentation"])
                 ign = decode_rle(a["ignore"]) if a.get("ignore") else np.zeros_like(fg)

@@ -24,12 +24,7 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.data.records import BoxDataset
-from bbam_lite.detector.train import (
-    ImageCache,
-    _load_checkpoint,
-    batch_indices,
-    check_run_settings,
-)
+from bbam_lite.detector.train import ImageCache, _load_checkpoint, batch_indices
 from bbam_lite.detector.train import lr_at as detector_lr_at
 from bbam_lite.segment.batches import instance_batch, semantic_batch
 from bbam_lite.segment.checkpoint import build_model, save_segmenter
@@ -38,6 +33,7 @@ from bbam_lite.segment.instance import InstanceConfig, load_detector_weights
 from bbam_lite.segment.semantic import SemanticConfig, semantic_loss
 from bbam_lite.segment.targets import TrainingLabels
 from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
+from bbam_lite.utils.run_folder import check_run_settings
 
 
 def poly_lr(cfg: SemanticConfig, iteration: int) -> float:

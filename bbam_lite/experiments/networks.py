@@ -1,13 +1,15 @@
 """The comparison the paper's tables make: segmentation networks trained on each kind of label.
 
 For every labels folder (``gt`` = full supervision) :func:`compare` trains DeepLab-v2 and/or Mask
-R-CNN with ``bbam-lite train-seg`` into ``OUT/NAME-TASK`` and scores it with ``bbam-lite evaluate``
-on the val split (mIoU; AP25, AP50, AP70, AP75, AP, ABO). Every NoTrain labels folder (made on the
-val split: ``bbam-lite pseudo-labels --split val --method grabcut --boxes gt|detector``) is scored
-directly as predictions: Box2Seg's GrabCut-NoTrain-GT / -Det rows. The paper's numbers (VOC val)
+R-CNN into ``OUT/TASK-LABELS`` and scores it on the val split (mIoU; AP25, AP50, AP70, AP75, AP,
+ABO) with :mod:`bbam_lite.segment.runs` (what ``bbam-lite train-seg`` and ``bbam-lite evaluate``
+do). Every NoTrain labels folder (made on the val split: ``bbam-lite pseudo-labels --split val
+--method grabcut --boxes gt|detector``) is scored directly as predictions: Box2Seg's
+GrabCut-NoTrain-GT / -Det rows. The paper's numbers (VOC val)
 go beside ours. Resumable: runs continue from their checkpoints, finished evaluations are read back.
-Rows, in the papers' order: full, box, box_crf, grabcut, bbam, bbam_official (the authors' preset),
-bbam_refined and bbam_official_refined (with proposal refinement, Eq. 4), then the NoTrain rows;
+Rows, in the papers' order: full, every variant of every registered pseudo-label method
+(:func:`bbam_lite.pseudo.methods.variants`: box, box_crf, grabcut, bbam (the authors' code),
+bbam_paper (the paper's text), and both BBAM presets with proposal refinement), then the NoTrain rows;
 :func:`book_sensitivity` adds the networks of Tables 5 and 6
 (thresholds and seed growing; lambda). A network is named for its task, labels folder and
 training switches, so two tables that need the same network share it.
@@ -22,43 +24,31 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
-from bbam_lite.experiments import hardware
+from bbam_lite.pseudo.methods import paper_numbers, variants
+from bbam_lite.segment.runs import evaluate_labels_folder, evaluate_run, train_network
+from bbam_lite.utils.run_folder import hardware
 
+#: The rows, in the papers' order: full supervision, every registered pseudo-label variant
+#: (:mod:`bbam_lite.pseudo.methods`), then Box2Seg's GrabCut-NoTrain rows.
 ROWS = {
     "full": "Full supervision (ground-truth masks)",
-    "box": "Box",
-    "box_crf": "Box + CRF",
-    "grabcut": "GrabCut",
-    "bbam": "BBAM (no proposal refinement)",
-    "bbam_official": "BBAM, authors' code (no proposal refinement)",
-    "bbam_refined": "BBAM (with proposal refinement)",
-    "bbam_official_refined": "BBAM, authors' code (with proposal refinement)",
+    **{name: v.title for name, v in variants().items()},
     "grabcut_notrain_gt": "GrabCut-NoTrain-GT (no network)",
     "grabcut_notrain_det": "GrabCut-NoTrain-Det (no network)",
 }
 
 #: PASCAL VOC 2012 val, percent: BBAM Tables 1, 3 and 4 (instance AP25/50/70/75, ABO; semantic mIoU;
-#: AP with and without proposal refinement) and Box2Seg's Table 1 (the GrabCut rows, mIoU).
+#: AP with and without proposal refinement) and Box2Seg's Table 1 (the GrabCut rows, mIoU); each
+#: method's own numbers come from its registry entry.
 PAPER = {
     "full": {"miou": 76.8, "ap25": 77.3, "ap50": 69.1, "ap70": 49.9, "ap75": 41.9, "abo": 65.8},
-    "bbam_refined": {
-        "miou": 73.7,
-        "ap25": 76.8,
-        "ap50": 63.7,
-        "ap70": 39.5,
-        "ap75": 31.8,
-        "ap": 33.4,
-        "abo": 63.0,
-    },
-    "bbam": {"ap": 29.6, "ap50": 61.9, "ap75": 25.8},
-    "grabcut": {"miou": 72.7},
-    "grabcut_notrain_gt": {"miou": 71.6},
-    "grabcut_notrain_det": {"miou": 68.5},
+    **paper_numbers(),
 }
 INSTANCE_KEYS = ("ap25", "ap50", "ap70", "ap75", "ap", "abo")
 #: The order the paper's tables show: full > BBAM > GrabCut > Box (checked for each BBAM row present).
 EXPECTED_ORDER = ("full", "bbam", "grabcut", "box")
-BBAM_ROWS = ("bbam", "bbam_official", "bbam_refined", "bbam_official_refined")
+#: Every variant of the method in BBAM's place of that order.
+BBAM_ROWS = tuple(n for n, v in variants().items() if v.method == EXPECTED_ORDER[1])
 
 #: Table 5's trained rows as (theta_bg, theta_fg, seed growing), in the paper's order.
 TABLE5_ROWS = (
@@ -71,17 +61,8 @@ TABLE5_ROWS = (
     (0.2, 0.8, "on"),
 )
 
-#: The rows chapter 12 trains at the lite and full profiles.
-MAIN_ROWS = (
-    "full",
-    "box",
-    "box_crf",
-    "grabcut",
-    "bbam",
-    "bbam_official",
-    "bbam_refined",
-    "bbam_official_refined",
-)
+#: The rows chapter 12 trains at the lite and full profiles: full supervision and every variant.
+MAIN_ROWS = ("full", *variants())
 
 #: Schedules of the book's chapter 12 per notebook profile: train-seg profile, iterations (semantic,
 #: instance; None = that profile's), val images scored (None = all), tasks also scored after a CRF,
@@ -165,33 +146,29 @@ def main_rows(labels: dict[str, str], notrain: dict[str, str] | None = None) -> 
     }
 
 
-def _run(argv: list[str]) -> None:
-    from bbam_lite.cli import main
-
-    status = main(argv)
-    if status != 0:
-        raise RuntimeError(f"bbam-lite {' '.join(argv)} failed with status {status}")
-
-
 def train_and_evaluate(s: ComparisonSettings, row: Row, task: str) -> dict:
     """Train (or resume) ``row``'s ``task`` network and score it; returns its metrics and minutes."""
     run = Path(s.out) / row.network(task)
-    quiet = ["--quiet"] if s.quiet else []
     iterations = s.semantic_iterations if task == "semantic" else s.instance_iterations
-    argv = [*quiet, "train-seg", "--task", task, "--data", str(s.data), "--labels", row.labels]
-    argv += ["--grow", row.grow] if task == "instance" else []
-    argv += ["--out", str(run), "--profile", s.profile, "--seed", str(s.seed), "--eval-images", "0"]
-    argv += ["--device", s.device]
-    argv += ["--iterations", str(iterations)] if iterations else []
-    argv += ["--limit", str(s.limit)] if s.limit else []
     if not (run / "model.pt").exists():
-        _run(argv)
+        train_network(
+            s.data,
+            row.labels,
+            task,
+            run,
+            profile=s.profile,
+            seed=s.seed,
+            limit=s.limit or None,
+            iterations=iterations or None,
+            eval_images=0,  # scored once, below
+            grow=row.grow if task == "instance" else None,
+            device=s.device,
+            progress=not s.quiet,
+        )
     metrics_path = run / "metrics.json"
     stale = metrics_path.exists() and task in s.crf and not json.loads(metrics_path.read_text())["crf"]
     if not metrics_path.exists() or stale:  # (also when the CRF scores were asked for since)
-        ev = [*quiet, "evaluate", "--run", str(run), "--device", s.device]
-        ev += ["--crf"] if task in s.crf else []
-        _run(ev + (["--limit", str(s.val_limit)] if s.val_limit else []))
+        evaluate_run(run, crf=task in s.crf, limit=s.val_limit or None, device=s.device, progress=not s.quiet)
     m = json.loads(metrics_path.read_text(encoding="utf-8"))
     out = {
         "train_seconds": m["train_seconds"],
@@ -209,9 +186,7 @@ def score_notrain(s: ComparisonSettings, folder: str) -> dict:
     """A labels folder made on the val split, scored as predictions (``FOLDER/metrics-val.json``)."""
     out = Path(folder) / "metrics-val.json"
     if not out.exists():
-        argv = ["--quiet", "evaluate", "--labels", str(folder), "--data", str(s.data), "--split", "val"]
-        argv += ["--device", s.device]
-        _run(argv + (["--limit", str(s.val_limit)] if s.val_limit else []) + ["--json", str(out)])
+        evaluate_labels_folder(folder, s.data, split="val", limit=s.val_limit or None, json_path=out)
     r = json.loads(out.read_text(encoding="utf-8"))
     return {
         "semantic": {"miou": r["semantic"]["miou"], "eval_images": r["semantic"]["images"]},
@@ -222,7 +197,7 @@ def score_notrain(s: ComparisonSettings, folder: str) -> dict:
 def order_check(rows: dict, task: str, key: str, bbam: str = "bbam") -> dict | None:
     """Whether full > BBAM > GrabCut > Box holds for ``key`` among the rows that exist, with the
     BBAM row ``bbam`` (one of :data:`BBAM_ROWS`)."""
-    order = [bbam if n == "bbam" else n for n in EXPECTED_ORDER]
+    order = [bbam if i == 1 else n for i, n in enumerate(EXPECTED_ORDER)]  # the BBAM row in BBAM's slot
     present = [(n, rows[n][task][key]) for n in order if n in rows and task in rows[n]]
     if len(present) < 2:
         return None
@@ -352,16 +327,22 @@ def book_comparison(ws, schedule: dict | None = None) -> dict:
     ``ws`` is a :class:`bbam_lite.workspace.Workspace`. Resumable; the finished result is cached
     in the run folder like any analysis.
     """
-    from bbam_lite.experiments import VARIANTS
-
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
-    # labels no other chapter makes come first, so that a parallel run of the other chapters
-    # (bbam-lite book run --only ...) makes the shared ones meanwhile
-    shared = {"box", "box_crf", "grabcut", "bbam"}
+    known = variants()
+    fields = {
+        n: {k: v for k, v in known[n].settings.items() if k != "method"} for n in sched["rows"] if n != "full"
+    }
+
+    # labels no other chapter makes come first (the others make each method at its default
+    # settings), so that a parallel run of the other chapters (bbam-lite book run --only ...)
+    # makes the shared ones meanwhile
+    def shared(n: str) -> bool:
+        method = known[n].method
+        return ws.label_settings(method, **fields[n]) == ws.label_settings(method)
+
     made = {}
-    for name in sorted((n for n in sched["rows"] if n != "full"), key=lambda n: n in shared):
-        fields = dict(VARIANTS[name])  # the demo's and the method comparison's registry
-        made[name] = str(ws.labels(fields.pop("method"), **fields)[0])
+    for name in sorted(fields, key=shared):
+        made[name] = str(ws.labels(known[name].method, **fields[name])[0])
     labels = {name: "gt" if name == "full" else made[name] for name in sched["rows"]}
     notrain = {
         name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
@@ -385,11 +366,11 @@ def book_sensitivity(ws, schedule: dict | None = None) -> dict:
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
     rows: dict[str, Row] = {}
     for bg, fg, grow in sched["table5"]:
-        folder = ws.labels("bbam", theta_fg=fg, theta_bg=bg)[0]
+        folder = ws.labels("bbam", preset="paper", theta_fg=fg, theta_bg=bg)[0]
         title = f"θ_bg {bg:g} / θ_fg {fg:g}, growing {grow}"
         rows[f"table5/{bg:g}-{fg:g}-{grow}"] = Row(title, str(folder), ("instance",), grow)
     for lam in sched["table6"]:
-        folder = bbam_labels(ws, ws.profile.label_images, lam=float(lam))[0]  # 0.007: the bbam row's
+        folder = bbam_labels(ws, ws.profile.label_images, preset="paper", lam=float(lam))[0]
         rows[f"table6/{lam:g}"] = Row(f"λ {lam:g}", str(folder))
     settings = book_settings(ws, sched)
     ident = _ident(settings, rows)

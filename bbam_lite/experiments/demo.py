@@ -1,9 +1,8 @@
-"""Experiments that chain the pieces: the demo (the README's main job) and the method comparison."""
+"""The demo (the README's main job) and the method comparison: every variant on the same images."""
 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict
 from datetime import date
@@ -16,59 +15,42 @@ from bbam_lite.data.records import BoxDataset
 from bbam_lite.data.stats import channel_mean
 from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, read_synthetic
 from bbam_lite.detector.model import LoadedDetector, load_detector
-from bbam_lite.pseudo.generate import PseudoLabelSettings, generate
-from bbam_lite.pseudo.writers import read_semantic_png
+from bbam_lite.pseudo.folder import LabelsFolder
+from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.methods import get_method, variants
+from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.run_folder import hardware
 
 
-def hardware() -> str:
-    """A one-line description of this machine, for results files."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
-
-
-#: The pseudo-label variants the demo and the method comparison put side by side: a name (also the
-#: labels folder) -> PseudoLabelSettings fields. ``bbam`` is the paper's text (the default preset),
-#: ``bbam_official`` the authors' code (area-quantile thresholds, box initialisation; see
-#: docs/bbam-settings.md for why it matters at lite scale).
-VARIANTS: dict[str, dict] = {
-    "box": {"method": "box"},
-    "box_crf": {"method": "box_crf"},
-    "grabcut": {"method": "grabcut"},
-    "bbam": {"method": "bbam", "preset": "paper"},
-    "bbam_official": {"method": "bbam", "preset": "official"},
-    "bbam_refined": {"method": "bbam", "preset": "paper", "refine": "proposals"},
-    "bbam_official_refined": {"method": "bbam", "preset": "official", "refine": "proposals"},
-}
-DEMO_VARIANTS: tuple[str, ...] = ("box", "box_crf", "grabcut", "bbam", "bbam_official")
+def demo_variants() -> tuple[str, ...]:
+    """The pseudo-label variants the demo and the method comparison put side by side: every
+    registered method's variants marked for the demo (:mod:`bbam_lite.pseudo.methods`)."""
+    return tuple(name for name, v in variants().items() if v.in_demo)
 
 
 def compare_methods(
     dataset: BoxDataset,
     detector: LoadedDetector,
     out: Path,
-    methods: tuple[str, ...] = DEMO_VARIANTS,
+    methods: tuple[str, ...] | None = None,
     profile: str = "lite",
     limit: int | None = None,
     device: str = "cpu",
     progress: bool = True,
     **settings_overrides,
 ) -> dict[str, dict]:
-    """Pseudo labels of every variant (names of :data:`VARIANTS`) on the same images; returns each
-    one's quality dict."""
-    unknown = [m for m in methods if m not in VARIANTS]
+    """Pseudo labels of every variant (names of :func:`bbam_lite.pseudo.methods.variants`; default
+    :func:`demo_variants`) on the same images; returns each one's quality dict."""
+    known = variants()
+    methods = demo_variants() if methods is None else methods
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown pseudo-label variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+        raise ValueError(f"unknown pseudo-label variant(s) {unknown}; choose from {sorted(known)}")
     mean = channel_mean(dataset)
     results = {}
     for method in methods:
-        s = PseudoLabelSettings(profile=profile, **{**VARIANTS[method], **settings_overrides})
+        s = PseudoLabelSettings(profile=profile, **{**known[method].settings, **settings_overrides})
         q = generate(
             dataset,
             s,
@@ -94,7 +76,7 @@ def comparison_rows(dataset: BoxDataset, labels_root: Path, methods: tuple[str, 
             gt[m] = c
         row = {"image": rec.load_image(), "boxes": rec.boxes, "labels": rec.labels, "gt": gt}
         for method in methods:
-            row[method] = read_semantic_png(labels_root / method / "semantic" / f"{rec.path.stem}.png")
+            row[method] = LabelsFolder(labels_root / method).read_semantic(rec)
         rows.append(row)
     return rows
 
@@ -118,9 +100,8 @@ def run_demo(
     data_root = ensure_synthetic(out / "data", settings, progress=progress)
     train = read_synthetic(data_root, "train")
     detector = load_detector(detector_path or default_detector_path(), device, class_names=train.class_names)
-    qualities = compare_methods(
-        train, detector, out / "labels", DEMO_VARIANTS, "lite", None, device, progress
-    )
+    shown = demo_variants()
+    qualities = compare_methods(train, detector, out / "labels", shown, "lite", None, device, progress)
     seconds = time.perf_counter() - t0
     summary = {
         "methods": {
@@ -134,20 +115,20 @@ def run_demo(
         },
         "seconds": round(seconds, 1),
         "images": len(train),
-        "objects": qualities["bbam"]["objects"],
+        "objects": max(q["objects"] for q in qualities.values()),
         "data": asdict(settings),
         "bbam_settings": {
-            m: PseudoLabelSettings(profile="lite", **VARIANTS[m]).bbam_config().__dict__
-            for m in DEMO_VARIANTS
-            if VARIANTS[m]["method"] == "bbam"
+            m: PseudoLabelSettings(profile="lite", **variants()[m].settings).bbam_config().__dict__
+            for m in shown
+            if "bbam" in get_method(variants()[m].method).settings  # the variants that run BBAM
         },
         "hardware": hardware(),
         "date": date.today().isoformat(),
     }
     atomic_write_json(out / "summary.json", summary, indent=2)
     fig = method_grid(
-        comparison_rows(train, out / "labels", DEMO_VARIANTS, 4),
-        DEMO_VARIANTS,
+        comparison_rows(train, out / "labels", shown, 4),
+        shown,
         train.class_names,
         out / "comparison.png",
         title="Pseudo labels on the synthetic set (shipped detector)",

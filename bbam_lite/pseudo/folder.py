@@ -1,0 +1,260 @@
+"""A labels folder: the one place that knows its layout and handles its faults.
+
+Layout of a labels folder ``LABELS``::
+
+    settings.json           what the labels were made with; a rerun with other settings is refused
+    images/<image_id>.npz   one finished image (instances, masks, per-object info), written last
+    semantic/<name>.png     VOC-style class map, 255 = ignore
+    bbam/<image_id>.npz     the method's maps (float16; BBAM), for reuse by analyses and --maps-from
+    instances.json          COCO instances with RLE masks and ``ignore`` RLEs (written at the end)
+    quality.json            miou, mean_instance_iou, ignore fraction, counts (when masks exist)
+    ranks/<r>-of-<N>.json   what each process did (several processes only)
+
+Every file is written atomically (a temporary name renamed into place), so a killed run leaves no
+half-written file under a final name. An image is finished when its ``images/<id>.npz`` is
+readable; a per-image file that is damaged (truncated, not a zip) is reported in one line naming
+it and that image is labelled again. A write that fails (a full disk) raises
+:class:`LabelsFolderError` naming the folder and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bbam_lite.data.records import ImageRecord
+from bbam_lite.pseudo.labels import InstanceLabel
+from bbam_lite.pseudo.writers import read_semantic_png, write_coco_json, write_semantic_png
+from bbam_lite.utils.io import atomic_save, atomic_write_json
+from bbam_lite.utils.run_folder import check_run_settings
+
+#: What a damaged numpy archive raises on reading.
+_UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
+
+
+class LabelsFolderError(ValueError):
+    """A labels folder that cannot be read or written (one line: which folder, which file)."""
+
+
+class LabelsFolderWarning(UserWarning):
+    """A damaged per-image file that is being recomputed."""
+
+
+@dataclass
+class ImageLabels:
+    """One image's labels as a method makes them: instances, per-object info and stored maps."""
+
+    instances: list[InstanceLabel]
+    info: list[dict]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class LabelsFolder:
+    """Paths, reads and writes of one labels folder (see the module docstring for the layout)."""
+
+    SETTINGS = "settings.json"
+    IMAGES = "images"
+    MAPS = "bbam"  # the folder name of the first method that stored maps, kept for existing runs
+    SEMANTIC = "semantic"
+    INSTANCES = "instances.json"
+    QUALITY = "quality.json"
+    RANKS = "ranks"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LabelsFolder({str(self.root)!r})"
+
+    # ------------------------------------------------------------------------------- paths
+    def result_path(self, image_id: int) -> Path:
+        return self.root / self.IMAGES / f"{image_id}.npz"
+
+    def maps_path(self, image_id: int) -> Path:
+        return self.root / self.MAPS / f"{image_id}.npz"
+
+    def semantic_path(self, rec: ImageRecord) -> Path:
+        return self.root / self.SEMANTIC / f"{rec.path.stem}.png"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.root / self.SETTINGS
+
+    @property
+    def instances_path(self) -> Path:
+        return self.root / self.INSTANCES
+
+    @property
+    def quality_path(self) -> Path:
+        return self.root / self.QUALITY
+
+    def rank_path(self, rank: int, world_size: int) -> Path:
+        return self.root / self.RANKS / f"{rank}-of-{world_size}.json"
+
+    # ---------------------------------------------------------------------------- settings
+    def check_settings(self, run_settings: dict) -> None:
+        """Record ``run_settings`` in a fresh folder; refuse a folder made with other settings."""
+        self._writing(self.settings_path, lambda: check_run_settings(self.root, run_settings))
+
+    def settings(self) -> dict:
+        """The folder's ``settings.json`` (what it was made with)."""
+        path = self.settings_path
+        if not path.is_file():
+            raise LabelsFolderError(f"{path}: not a labels folder (no {self.SETTINGS})")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LabelsFolderError(f"{path}: unreadable settings ({e})") from None
+
+    def label_settings(self):
+        """The folder's :class:`~bbam_lite.pseudo.settings.PseudoLabelSettings`."""
+        from bbam_lite.pseudo.settings import PseudoLabelSettings
+
+        src = self.settings()
+        try:
+            return PseudoLabelSettings(**src["settings"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise LabelsFolderError(
+                f"{self.settings_path}: not a pseudo-labels settings file ({e})"
+            ) from None
+
+    # --------------------------------------------------------------------------- per image
+    def is_done(self, image_id: int) -> bool:
+        return self.result_path(image_id).is_file()
+
+    def finished(self) -> list[int]:
+        """The ids of the images whose result is written, in ascending order."""
+        return sorted(int(p.stem) for p in (self.root / self.IMAGES).glob("*.npz"))
+
+    def pending(self, recs: Sequence[ImageRecord]) -> list[ImageRecord]:
+        """The records still to label: no result file, or a damaged one (reported in one line and
+        removed, so the image is labelled again)."""
+        todo = []
+        for rec in recs:
+            path = self.result_path(rec.image_id)
+            if not path.exists():
+                todo.append(rec)
+                continue
+            try:
+                self.read_image(rec.image_id)
+            except LabelsFolderError as e:
+                warnings.warn(f"{e}; labelling image {rec.image_id} again", LabelsFolderWarning, stacklevel=2)
+                path.unlink()
+                todo.append(rec)
+        return todo
+
+    def write_image(self, rec: ImageRecord, labels: ImageLabels, semantic: np.ndarray) -> None:
+        """Write one image's class map, maps and result; the result last (it marks the image done)."""
+        self._writing(self.semantic_path(rec), lambda: write_semantic_png(self.semantic_path(rec), semantic))
+        if labels.maps:
+            _save_npz(self.maps_path(rec.image_id), labels.maps, self._writing)
+        insts = labels.instances
+        arrays = {
+            "labels": np.array([i.label for i in insts], np.int64),
+            "boxes": np.array([i.box for i in insts], np.float32).reshape(-1, 4),
+            "scores": np.array([i.score for i in insts], np.float32),
+            "fg": np.array([i.fg for i in insts], bool),
+            "ignore": np.array([i.ignore for i in insts], bool),
+            "info": np.array(json.dumps(labels.info)),
+        }
+        _save_npz(self.result_path(rec.image_id), arrays, self._writing)
+
+    def read_image(self, image_id: int) -> tuple[list[InstanceLabel], list[dict]]:
+        """The instances and per-object info of one finished image."""
+        return read_result_file(self.result_path(image_id))
+
+    def has_maps(self, image_id: int) -> bool:
+        return self.maps_path(image_id).is_file()
+
+    def read_maps(self, image_id: int) -> np.ndarray:
+        """The stored maps (K, H, W) float32 of one image's objects."""
+        path = self.maps_path(image_id)
+        if not path.is_file():
+            raise LabelsFolderError(
+                f"{path}: no stored maps for image {image_id}; make them first (bbam-lite pseudo-labels "
+                "--method bbam on the same images)"
+            )
+        if not zipfile.is_zipfile(path):
+            raise LabelsFolderError(f"{path}: damaged maps file (not a zip archive)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["bbam"].astype(np.float32)
+        except _UNREADABLE as e:
+            raise LabelsFolderError(f"{path}: damaged maps file ({type(e).__name__}: {e})") from None
+
+    def read_semantic(self, rec: ImageRecord) -> np.ndarray:
+        """One image's class map (255 = ignore)."""
+        path = self.semantic_path(rec)
+        if not path.is_file():
+            raise LabelsFolderError(f"{path}: semantic label missing for image id {rec.image_id}")
+        return read_semantic_png(path)
+
+    def images_with_maps(self, recs: Iterable[ImageRecord]) -> list[ImageRecord]:
+        return [r for r in recs if self.has_maps(r.image_id)]
+
+    # ----------------------------------------------------------------------- whole folder
+    def write_instances(self, data: dict) -> None:
+        self._writing(self.instances_path, lambda: write_coco_json(self.instances_path, data))
+
+    def write_quality(self, quality: dict) -> None:
+        self._writing(self.quality_path, lambda: atomic_write_json(self.quality_path, quality, indent=2))
+
+    def quality(self) -> dict | None:
+        """The folder's ``quality.json``, or None where it is missing or damaged (not finished)."""
+        try:
+            return json.loads(self.quality_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
+    def write_rank(self, rank: int, world_size: int, data: dict) -> None:
+        path = self.rank_path(rank, world_size)
+        self._writing(path, lambda: atomic_write_json(path, data))
+
+    def read_rank(self, rank: int, world_size: int) -> dict:
+        return json.loads(self.rank_path(rank, world_size).read_text(encoding="utf-8"))
+
+    def _writing(self, path: Path, write: Callable[[], Any]) -> Any:
+        """Run ``write``; an OS error (a full disk, no permission) becomes one line naming the folder."""
+        try:
+            return write()
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise LabelsFolderError(
+                f"{self.root}: cannot write {path.relative_to(self.root)}: {why}"
+            ) from None
+
+
+def read_result_file(path: Path) -> tuple[list[InstanceLabel], list[dict]]:
+    """The instances and per-object info stored in one ``images/<id>.npz``."""
+    path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise LabelsFolderError(f"{path}: damaged per-image result (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            insts = [
+                InstanceLabel(int(c), b, f, g, float(s), inf)
+                for c, b, f, g, s, inf in zip(
+                    z["labels"], z["boxes"], z["fg"], z["ignore"], z["scores"], info, strict=True
+                )
+            ]
+    except FileNotFoundError:
+        raise LabelsFolderError(f"{path}: per-image result not found (image not labelled yet)") from None
+    except (*_UNREADABLE, json.JSONDecodeError) as e:
+        raise LabelsFolderError(f"{path}: damaged per-image result ({type(e).__name__}: {e})") from None
+    return insts, info
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray], writing: Callable) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    writing(path, lambda: atomic_save(path, write))

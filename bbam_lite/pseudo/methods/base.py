@@ -1,0 +1,124 @@
+"""The protocol of a pseudo-label method, and the registry that lists them.
+
+A method is one class with a name, a title for tables and figures, a colour for figures, whether it
+needs the detector, which settings it reads, the named variants worth showing side by side, and one
+call, :meth:`Method.label`, that turns an image and its boxes into instance labels (foreground,
+ignore, background per box). Decorate it with :func:`register` in a module of this package and every
+list of methods -- the CLI's ``--method``, the demo, ``scripts/compare_methods.py``, chapter 12's
+networks, figure colours and names -- picks it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from bbam_lite.data.records import ImageRecord
+from bbam_lite.pseudo.folder import ImageLabels
+from bbam_lite.pseudo.labels import InstanceLabel, compose_overwrite
+from bbam_lite.pseudo.settings import PseudoLabelSettings
+
+
+@dataclass
+class ImageBoxes:
+    """An image and the boxes to label in it (ground truth or the detector's)."""
+
+    record: ImageRecord
+    image: np.ndarray  # uint8 (H, W, 3)
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2
+    labels: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N,) float32 (1 for ground-truth boxes)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+
+@dataclass
+class LabelContext:
+    """What a method may use besides the image: the folder's settings and the detector's runtime."""
+
+    settings: PseudoLabelSettings
+    detector: torch.nn.Module | None = None
+    mean: torch.Tensor | None = None  # the training images' channel mean (BBAM's perturbation)
+    device: str = "cpu"
+    batch_objects: int | str = 8
+    engine: Any = None  # bbam_lite.attribution.engine.EngineOptions
+
+
+@dataclass(frozen=True)
+class LabelVariant:
+    """A method under named settings, as the demo, the comparison and chapter 12 show it."""
+
+    name: str  # also the labels folder's and the table row's name
+    method: str
+    title: str
+    settings: dict = field(default_factory=dict)  # PseudoLabelSettings fields
+    colour: str = "tab:gray"
+    in_demo: bool = True  # shown by the demo and the method comparison (not only by chapter 12)
+
+
+class Method:
+    """One way to turn boxes into instance pseudo labels. Subclass, set the class attributes,
+    implement :meth:`label` (or :meth:`label_images` for methods that batch images), decorate with
+    :func:`register`."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]  # for tables and figures
+    summary: ClassVar[str]  # one line for --help and docs
+    colour: ClassVar[str] = "tab:gray"
+    order: ClassVar[int] = 100  # position in lists, tables and figures
+    needs_detector: ClassVar[bool] = False  # beyond --boxes detector
+    stores_maps: ClassVar[bool] = False  # writes per-object maps that --maps-from can reuse
+    batch_images: ClassVar[bool] = False  # labels several images together (BBAM's batches)
+    #: PseudoLabelSettings fields the method reads (besides boxes, profile, detector_score)
+    settings: ClassVar[tuple[str, ...]] = ()
+    #: named variants {name: (title, settings, in_demo)}; default: the method alone under its name
+    variants: ClassVar[dict[str, tuple[str, dict, bool]] | None] = None
+    #: the paper's numbers for the method's variants on VOC 2012 val, percent: {variant: {metric: v}}
+    paper: ClassVar[dict[str, dict[str, float]]] = {}
+
+    def label(self, ctx: LabelContext, item: ImageBoxes) -> list[InstanceLabel]:
+        """One instance label per box of ``item``; per-object facts go in ``InstanceLabel.info``."""
+        raise NotImplementedError
+
+    def label_images(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[ImageLabels]:
+        """The labels of several images (default: :meth:`label` one image at a time)."""
+        out = []
+        for item in items:
+            insts = self.label(ctx, item)
+            for inst, score in zip(insts, item.scores, strict=True):
+                inst.score = float(score)
+            out.append(ImageLabels(insts, [dict(i.info) for i in insts]))
+        return out
+
+    def semantic(
+        self, settings: PseudoLabelSettings, instances: list[InstanceLabel], height: int, width: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The class map (255 = ignore) and each instance's foreground as it appears in it.
+
+        Default: Box2Seg's composition (boxes from large to small, each overwriting the map with its
+        foreground, and its ignore region where it has one)."""
+        return compose_overwrite(instances, height, width)
+
+    def label_variants(self) -> list[LabelVariant]:
+        named = self.variants if self.variants is not None else {self.name: (self.title, {}, True)}
+        return [
+            LabelVariant(name, self.name, title, {"method": self.name, **s}, self.colour, demo)
+            for name, (title, s, demo) in named.items()
+        ]
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make the method available under ``cls.name``."""
+    if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
+        raise ValueError(f"pseudo-label method {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
