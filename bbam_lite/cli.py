@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         required=True,
         choices=[m.name for m in methods()],
-        help="; ".join(f"{m.name}: {m.summary}" for m in methods()),
+        help="; ".join(f"{m.name}: {m.summary}" for m in methods()).replace("%", "%%"),
     )
     pl.add_argument("--out", type=Path, required=True, help="labels folder")
     pl.add_argument(
@@ -359,7 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Eq. 4 refinement with mask proposals (MCG files from --mcg-dir, else offline grouping)",
     )
     pl.add_argument(
-        "--mcg-dir", type=Path, default=None, help="folder of precomputed MCG .mat files (one per image)"
+        "--mcg-dir",
+        type=Path,
+        default=None,
+        help="folder of precomputed MCG .mat files, one per image (--refine proposals, mcg_grabcut); "
+        "default: offline grouping proposals",
     )
     pl.add_argument(
         "--maps-from",

@@ -82,6 +82,17 @@ def test_everything_that_lists_methods_derives_from_the_registry() -> None:
         PseudoLabelSettings(method="nope")
 
 
+def test_pseudo_labels_help_lists_every_method(capsys) -> None:
+    from bbam_lite.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["pseudo-labels", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_.value.code == 0
+    for m in methods.methods():
+        assert f"{m.name}: {' '.join(m.summary.split())}" in out
+
+
 def test_no_module_outside_the_registry_branches_on_a_method_name() -> None:
     """``method == "bbam"`` and friends belong in the method modules, nowhere else."""
     root = Path(__file__).resolve().parents[1] / "bbam_lite"

@@ -40,7 +40,7 @@ from bbam_lite.pseudo.labels import box_region
 import_torchvision()
 from torchvision.ops import box_iou  # noqa: E402
 
-METHODS = ("SimpleGrad", "SmoothGrad", "Grad-CAM")
+GRADIENT_METHODS = ("SimpleGrad", "SmoothGrad", "Grad-CAM")
 HEAD_TARGETS = {"cls": (0,), "box": (1, 2, 3, 4)}
 THRESHOLDS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2).tolist())
 
@@ -129,8 +129,8 @@ def attribution_map(
 
     ``smooth_std`` is SmoothGrad's noise as a fraction of the image's value range (its paper: 10-20%).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown gradient method {method!r}; choose one of {METHODS}")
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"unknown gradient method {method!r}; choose one of {GRADIENT_METHODS}")
     if head not in ("cls", "box", "both"):
         raise ValueError(f"head must be cls, box or both, got {head!r}")
     attr = _captum()
@@ -237,7 +237,7 @@ def gradient_study(
     maps: Sequence[ObjectMap],
     cfg: BBAMConfig,
     device: str = "cpu",
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = GRADIENT_METHODS,
     head: str = "both",
     n_proposals: int = 3,
     smooth_samples: int = 16,

@@ -25,7 +25,7 @@ from bbam_lite.data.records import BoxDataset
 #: The paper's range (Fig. 7a extends Hsu et al.'s +-15% to +-20%).
 LEVELS = (-0.2, -0.1, 0.0, 0.1, 0.2)
 #: Fig. 7a's methods here: BBAM against the two box baselines of Box2Seg.
-METHODS = ("box", "grabcut", "bbam")
+FIG7A_METHODS = ("box", "grabcut", "bbam")
 
 
 def perturb_boxes(
@@ -120,7 +120,7 @@ def noisy_labels(
 def noise_study(
     ws,
     levels: tuple[float, ...] = LEVELS,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = FIG7A_METHODS,
     n_images: int | None = None,
     iterations: int | None = None,
     split: str = "train",
