@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from bbam_lite import compat
+from bbam_lite.attribution.fold import fold_frozen_norms
 from bbam_lite.detector.heads import HeadOutputs
 from bbam_lite.detector.roi_align import GridRoIAlign, setup_pooler
 
@@ -49,6 +50,7 @@ class EngineOptions:
     roi_align: str = "auto"  # auto: grid where torchvision's compiled ops are missing | grid | torchvision
     channels_last: bool | None = None  # None: on CUDA only
     compile: str | None = None  # None | a torch.compile mode: default | reduce-overhead | max-autotune
+    fold_norms: bool = True  # frozen norms folded into the convolutions of the engine's own backbone copy
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -66,6 +68,7 @@ class EngineOptions:
             else ("grid" if compat.USING_FALLBACK_NMS else "torchvision"),
             channels_last=cuda if self.channels_last is None else self.channels_last,
             compile=self.compile,
+            fold_norms=self.fold_norms,
         )
 
     @property
@@ -74,16 +77,42 @@ class EngineOptions:
 
 
 #: The options of the reference loop: the detector's own modules, fp32, nothing else.
-REFERENCE = EngineOptions(precision="fp32", roi_align="torchvision", channels_last=False, compile=None)
+REFERENCE = EngineOptions(
+    precision="fp32", roi_align="torchvision", channels_last=False, compile=None, fold_norms=False
+)
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NOTHING_TO_FOLD: weakref.WeakSet = weakref.WeakSet()
 
 
-def _compiled_backbone(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+def _weights_key(module: torch.nn.Module) -> tuple:
+    """Changes whenever a weight or buffer of ``module`` is replaced or modified in place."""
+    return tuple((t.data_ptr(), t._version) for t in module.state_dict().values())
+
+
+def engine_backbone(model: torch.nn.Module, fold: bool) -> torch.nn.Module:
+    """The backbone the engine runs: with ``fold``, a copy with its frozen norms folded into the
+    convolutions (:mod:`bbam_lite.attribution.fold`; cached per model and weights), the model's own
+    backbone where there is nothing to fold (GroupNorm) or without ``fold``."""
+    if not fold or model in _NOTHING_TO_FOLD:
+        return model.backbone
+    key = _weights_key(model.backbone)
+    cached = _FOLDED.get(model)
+    if cached is None or cached[0] != key:
+        folded, count = fold_frozen_norms(model.backbone)
+        if not count:
+            _NOTHING_TO_FOLD.add(model)
+            return model.backbone
+        cached = _FOLDED[model] = (key, folded)
+    return cached[1]
+
+
+def _compiled_backbone(model: torch.nn.Module, backbone: torch.nn.Module, mode: str) -> torch.nn.Module:
     cache = _COMPILED.setdefault(model, {})
-    if mode not in cache:
-        cache[mode] = torch.compile(model.backbone, mode=None if mode == "default" else mode)
-    return cache[mode]
+    if (id(backbone), mode) not in cache:
+        cache[id(backbone), mode] = torch.compile(backbone, mode=None if mode == "default" else mode)
+    return cache[id(backbone), mode]
 
 
 @dataclass
@@ -112,10 +141,11 @@ class HeadRunner:
         self.pooler = model.roi_heads.box_roi_pool
         if self.options.roi_align == "grid" and self.pooler.sampling_ratio <= 0:
             self.options = replace(self.options, roi_align="torchvision")
+        backbone = engine_backbone(model, self.options.fold_norms)
         if self.options.channels_last:
-            model.backbone.to(memory_format=torch.channels_last)
+            backbone.to(memory_format=torch.channels_last)
         self.backbone = (
-            _compiled_backbone(model, self.options.compile) if self.options.compile else model.backbone
+            _compiled_backbone(model, backbone, self.options.compile) if self.options.compile else backbone
         )
 
     # -- input ---------------------------------------------------------------------------------
