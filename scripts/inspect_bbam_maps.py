@@ -15,11 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from bbam_lite.data.synthetic import read_synthetic  # noqa: E402
 from bbam_lite.metrics import mask_iou  # noqa: E402
-from bbam_lite.pseudo.generate import load_image_result  # noqa: E402
+from bbam_lite.pseudo.folder import LabelsFolder  # noqa: E402
 
 
 def main() -> None:
@@ -32,10 +31,11 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=12)
     args = parser.parse_args()
     rows = []
+    bbam_folder, box_crf_folder = LabelsFolder(args.labels / "bbam"), LabelsFolder(args.labels / "box_crf")
     for rec in read_synthetic(args.data, "train"):
-        maps = np.load(args.labels / "bbam" / "bbam" / f"{rec.image_id}.npz")["bbam"].astype(float)
-        bbam, info = load_image_result(args.labels / "bbam" / "images" / f"{rec.image_id}.npz")
-        box_crf, _ = load_image_result(args.labels / "box_crf" / "images" / f"{rec.image_id}.npz")
+        maps = bbam_folder.read_maps(rec.image_id)
+        bbam, info = bbam_folder.read_image(rec.image_id)
+        box_crf, _ = box_crf_folder.read_image(rec.image_id)
         image, gts = rec.load_image(), rec.load_masks()
         for k in range(len(bbam)):
             rows.append((image, rec.boxes[k], gts[k], maps[k], bbam[k], box_crf[k].fg, info[k]))

@@ -86,7 +86,7 @@ def threshold_sweep(
 ) -> list[dict[str, Any]]:
     """Table 5 from one BBAM labels folder: every (theta_bg, theta_fg) pair on the same CRF-refined maps.
 
-    ``settings`` is the folder's :class:`~bbam_lite.pseudo.generate.PseudoLabelSettings` (paper
+    ``settings`` is the folder's :class:`~bbam_lite.pseudo.settings.PseudoLabelSettings` (paper
     preset, no proposal refinement): it gives the CRF parameters.
     """
     post = PostProcess.of(settings)
