@@ -48,6 +48,7 @@ from bbam_lite.attribution.bbam import (
     ObjectResult,
     ObjectTask,
     explain,
+    init_mask,
     prepare,
     task_generator,
 )
@@ -122,7 +123,8 @@ def reference_bbam(
     pb = pos.pred_boxes.mean(0)
     area = float((pb[2] - pb[0]).clamp(min=0) * (pb[3] - pb[1]).clamp(min=0)) / (h * w)
     stride = cfg.stride_for(area, h, w)
-    mask = torch.ones(math.ceil(h / stride), math.ceil(w / stride), device=image.device, requires_grad=True)
+    gh, gw = math.ceil(h / stride), math.ceil(w / stride)
+    mask = init_mask(cfg, pos, h, w, gh, gw, image.device).requires_grad_(True)  # ones | the boxes
     opt = torch.optim.Adam([mask], lr=cfg.lr)
     mu = mean.to(image.device).view(3, 1, 1)
     for it in range(cfg.iterations + 1):

@@ -184,7 +184,9 @@ class BBAMNumericalWarning(UserWarning):
     """A BBAM object whose loss or mask went NaN or inf (retried at fp32, or marked failed)."""
 
 
-def _init_mask(cfg: BBAMConfig, pos: Positives, h: int, w: int, gh: int, gw: int, device) -> torch.Tensor:
+def init_mask(cfg: BBAMConfig, pos: Positives, h: int, w: int, gh: int, gw: int, device) -> torch.Tensor:
+    """The coarse (gh, gw) mask an optimisation starts from: ones (the paper), or 1 on the cells the
+    union of the positives' regressed boxes touches and 0 elsewhere (the authors' code)."""
     if cfg.init == "ones":
         return torch.ones(gh, gw, device=device)
     full = torch.zeros(1, 1, h, w, device=device)
@@ -301,7 +303,7 @@ def optimise(
             s = cfg.stride_for(_area_ratio(pos.pred_boxes.mean(0), task.box, h, w), h, w)
             gh, gw = math.ceil(h / s), math.ceil(w / s)
             strides.append(s)
-            masks.append(_init_mask(cfg, pos, h, w, gh, gw, device).requires_grad_(True))
+            masks.append(init_mask(cfg, pos, h, w, gh, gw, device).requires_grad_(True))
         images = torch.stack([t.image for t in tasks])
         plan = runner.plan([p.proposals for p in positives], h, w)
         counts_list = [len(p.proposals) for p in positives]

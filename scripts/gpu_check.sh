@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# One prepared GPU check of the BBAM engine (issue 16, item 7), from a fresh checkout.
+#
+#   scripts/gpu_check.sh OUTDIR [--wheels DIR] [--device cuda|cpu] [--small]
+#
+# Runs on a machine that may have PyTorch but no network: what is missing (pycocotools, pydensecrf2,
+# tqdm, ...) is installed from --wheels DIR (built beforehand for that machine's Python; see
+# docs/benchmarks.md), never torch itself. The package runs from the checkout (PYTHONPATH). Writes
+# OUTDIR/gpu_check.log and one JSON per step, and prints a short table last:
+#
+#   1. the paper-profile benchmark: reference loop vs engine, with the noise floor and the verdict
+#      of scripts/bench_bbam.py's agreement_verdict, a torch.profiler table of the top kernels;
+#   2. the engine alone by batch size, and with torch.compile of the backbone;
+#   3. bbam-lite pseudo-labels --device cuda --batch-objects auto on the synthetic set;
+#   4. the same under a one-process torchrun (NCCL on CUDA, gloo on the CPU).
+#
+# --device cpu --small is the dry run this project's CPU machines can do (minutes, tiny sizes).
+set -euo pipefail
+
+usage() { echo "usage: scripts/gpu_check.sh OUTDIR [--wheels DIR] [--device cuda|cpu] [--small]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+OUT=$1; shift
+WHEELS=""; DEVICE=cuda; SMALL=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
+    --device) DEVICE=${2:?--device needs cuda or cpu}; shift 2 ;;
+    --small) SMALL=1; shift ;;
+    *) usage ;;
+  esac
+done
+case $DEVICE in cuda|cpu) ;; *) echo "gpu_check: --device must be cuda or cpu, got $DEVICE" >&2; exit 2 ;; esac
+[ -z "$WHEELS" ] || [ -d "$WHEELS" ] || { echo "gpu_check: --wheels $WHEELS: no such folder" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+PY=${PYTHON:-python3}
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export BBAM_LITE_EAGER_ROI_ALIGN=${BBAM_LITE_EAGER_ROI_ALIGN:-1}
+echo "gpu_check $(date -u +%FT%TZ) device=$DEVICE small=$SMALL commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+
+# --- what is missing, from the wheels folder (torch and torchvision are the machine's own) -----
+need=()
+for pair in pycocotools:pycocotools pydensecrf:pydensecrf2 tqdm:tqdm scipy:scipy skimage:scikit-image cv2:opencv-python-headless PIL:pillow matplotlib:matplotlib; do
+  mod=${pair%%:*}; pkg=${pair#*:}
+  "$PY" -c "import $mod" 2>/dev/null || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  [ -n "$WHEELS" ] || { echo "gpu_check: missing ${need[*]} and no --wheels folder to install them from" >&2; exit 2; }
+  echo "installing from $WHEELS: ${need[*]}"
+  "$PY" -m pip install --no-index --find-links "$WHEELS" --no-deps "${need[@]}"
+fi
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+
+if [ "$SMALL" = 1 ]; then
+  N_TRAIN=2; IMAGES=1; OBJECTS=2; ITER=(--iterations 2); SIZE=(--image-size 96x128); BATCHES=(2); LIMIT=2
+else
+  N_TRAIN=16; IMAGES=6; OBJECTS=16; ITER=(); SIZE=(); BATCHES=(8 16 24); LIMIT=16
+fi
+DATA="$OUT/data"
+[ -f "$DATA/dataset.json" ] || "$PY" -m bbam_lite --quiet data synth --out "$DATA" --n-train "$N_TRAIN" --n-val 0
+
+step() { echo; echo "=== $1 ($(date -u +%T))"; }
+
+step "1. paper profile: reference vs engine, noise floor, profiler"
+"$PY" "$ROOT/scripts/bench_bbam.py" --profile paper --data "$DATA" --images "$IMAGES" --objects "$OBJECTS" \
+  --batch-size "${BATCHES[0]}" --device "$DEVICE" --noise-floor --trace 3 "${ITER[@]}" "${SIZE[@]}" \
+  --json "$OUT/bench-paper.json"
+
+step "2. the engine by batch size, and with torch.compile"
+for b in "${BATCHES[@]}"; do
+  "$PY" "$ROOT/scripts/bench_bbam.py" --profile paper --data "$DATA" --images "$IMAGES" --objects "$OBJECTS" \
+    --batch-size "$b" --device "$DEVICE" --no-labels "${ITER[@]}" "${SIZE[@]}" --json "$OUT/engine-batch$b.json"
+done
+"$PY" "$ROOT/scripts/bench_bbam.py" --profile paper --data "$DATA" --images "$IMAGES" --objects "$OBJECTS" \
+  --batch-size "${BATCHES[-1]}" --device "$DEVICE" --no-labels --compile default "${ITER[@]}" "${SIZE[@]}" \
+  --json "$OUT/engine-compiled.json" || echo "gpu_check: the compiled run failed (see above); continuing"
+
+step "3. pseudo-labels --device $DEVICE on the synthetic set"
+BATCH_OBJECTS=auto; [ "$DEVICE" = cpu ] && BATCH_OBJECTS=8
+BBAM_ITER=(); [ "$SMALL" = 1 ] && BBAM_ITER=(--iterations 2)
+/usr/bin/env time -p "$PY" -m bbam_lite --quiet pseudo-labels --data "$DATA" --method bbam --out "$OUT/labels" \
+  --limit "$LIMIT" --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" "${BBAM_ITER[@]}" 2> >(tee "$OUT/labels.time" >&2)
+
+step "4. the same under torchrun (one process)"
+"$PY" -m torch.distributed.run --standalone --nproc-per-node=1 -m bbam_lite --quiet pseudo-labels --data "$DATA" \
+  --method bbam --out "$OUT/labels-torchrun" --limit "$LIMIT" --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" \
+  "${BBAM_ITER[@]}"
+
+step "summary"
+"$PY" - "$OUT" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+rows = []
+bench = json.loads((out / "bench-paper.json").read_text())
+v = bench["agreement_verdict"]
+rows.append(("device", bench["hardware"]))
+rows.append(("reference s/object", f"{bench['reference_s_per_object']:.3f}"))
+rows.append(("engine s/object (speedup)", f"{bench['engine_s_per_object']:.3f} ({bench['speedup']:.2f}x)"))
+rows.append(("engine / FLOP floor", f"{bench['engine_over_floor']:.1f}x"))
+rows.append(("agreement maps / labels", f"{bench['agreement_map_iou']:.3f} / {bench.get('agreement_label_miou', float('nan')):.3f}"))
+rows.append(("noise floor maps / labels", f"{bench.get('noise_floor_map_iou', float('nan')):.3f} / {bench.get('noise_floor_label_miou', float('nan')):.3f}"))
+rows.append(("engine passes", {True: "yes", False: "NO"}.get(v["passes"], "undecided: " + "; ".join(v["undecided_because"]))))
+for path in sorted(out.glob("engine-*.json")):
+    r = json.loads(path.read_text())
+    rows.append((path.stem, f"{r['engine_s_per_object']:.3f} s/object, batch {r['batch_size']}"))
+for name in ("labels", "labels-torchrun"):
+    q = out / name / "quality.json"
+    if q.exists():
+        d = json.loads(q.read_text())
+        rows.append((f"pseudo-labels ({name})", f"{d['objects']} objects, mIoU {d.get('miou', float('nan')):.3f}, {d['seconds_this_run']} s"))
+width = max(len(a) for a, _ in rows)
+print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+EOF
