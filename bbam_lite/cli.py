@@ -155,6 +155,8 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     ds = _load(args.data, kind, args.split)
     profile = args.profile or ("lite" if kind == "synthetic" else "full")
     bbam = {k: v for k, v in {"iterations": args.iterations, "lam": args.lam}.items() if v is not None}
+    if args.context_crop:
+        bbam["context_crop"] = True
     settings = PseudoLabelSettings(
         method=args.method,
         boxes=args.boxes,
@@ -374,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
         "redo only the thresholds / CRF / refinement: a Table 5 sweep in minutes",
     )
     pl.add_argument("--iterations", type=int, default=None, help="BBAM iterations (override)")
+    pl.add_argument(
+        "--context-crop",
+        action="store_true",
+        help="beyond the paper: explain objects under 10%% of the image on a crop around them (the "
+        "detector's FLOPs go near the object; see docs/benchmarks.md for when it pays)",
+    )
     pl.add_argument("--lam", type=float, default=None, help="BBAM lambda (override)")
     pl.add_argument(
         "--batch-images", type=int, default=4, help="images whose objects BBAM optimises together"

@@ -87,8 +87,8 @@ def test_engine_runs_a_folded_copy_and_leaves_the_model_alone() -> None:
             (out.deltas.square().sum() + out.probs[:, 1].sum()).backward()  # smooth: no kinks
             outs[fold] = (out.deltas.detach(), out.probs.detach(), x.grad)
             if fold:
-                assert runner.backbone is not model.backbone
-                assert not any(isinstance(m, nn.BatchNorm2d) for m in runner.backbone.modules())
+                assert runner.backbone.eager is not model.backbone
+                assert not any(isinstance(m, nn.BatchNorm2d) for m in runner.backbone.eager.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.backbone.modules()) == norms > 0
     (d1, p1, g1), (d0, p0, g0) = outs[True], outs[False]
     assert _rel(d1, d0) < 1e-5 and _rel(p1, p0) < 1e-5

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bbam_lite.attribution.engine import EngineOptions, HeadRunner, auto_batch_size
+from bbam_lite.attribution.engine import EngineOptions, HeadRunner, auto_batch_size, input_scale
 from bbam_lite.attribution.loss import (
     check_variants,
     head_terms,
@@ -75,6 +75,13 @@ class BBAMConfig:
     box_loss: str = "sum"  # sum: |.|_1 over the 4 deltas | half-mean: mean / 2 (authors' code)
     cls_loss: str = "all"  # all: |.|_1 over all class probabilities | target-half: |p_c - p'_c| / 2
     seed: int = 0
+    # Context crop (beyond the paper; off by default): an object whose box covers less than
+    # crop_max_area of the image is explained on a crop around it, at the full image's scale, its map
+    # 0 outside the crop (see crop_window). The detector then spends its FLOPs near the object.
+    context_crop: bool = False
+    crop_margin: float = 1.0  # context on each side, in box widths / heights
+    crop_min_context: float = 64.0  # ... and at least this many detector-input pixels
+    crop_max_area: float = 0.1
 
     def __post_init__(self) -> None:
         if self.init not in ("ones", "boxes"):
@@ -143,12 +150,24 @@ def head_losses(
 
 @dataclass
 class ObjectTask:
-    """One object to explain: its image (float (3, H, W) in [0, 1]), box and class."""
+    """One object to explain: its image (float (3, H, W) in [0, 1]), box and class.
+
+    A task on a crop (:func:`crop_task`) also carries the full image's size, which the stride rule
+    reads, the crop's offset in it and the full image's detector-input scale, which the crop keeps.
+    """
 
     image: torch.Tensor
     box: torch.Tensor
     label: int
     key: Any = None
+    full_size: tuple[int, int] | None = None  # (H, W) of the image a crop was cut from
+    offset: tuple[int, int] = (0, 0)  # (x0, y0) of the crop in that image
+    scale: float | None = None  # image -> detector-input scale; None: the detector's transform rule
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the image the object belongs to (the full image for a crop)."""
+        return self.full_size or (int(self.image.shape[-2]), int(self.image.shape[-1]))
 
 
 @dataclass
@@ -213,7 +232,10 @@ def prepare(
     """
     heads = None
     if engine is not None:
-        heads = HeadRunner(model, replace(engine, precision="fp32"), task.image.device).outputs
+        runner = HeadRunner(model, replace(engine, precision="fp32"), task.image.device)
+        heads = partial(runner.outputs, scale=task.scale)
+    elif task.scale is not None:
+        raise ValueError("a task on a crop needs the engine (it keeps the full image's scale)")
     return select_positives(
         model,
         task.image,
@@ -287,10 +309,12 @@ def optimise(
     """
     if not tasks:
         return []
-    sizes = {tuple(t.image.shape[-2:]) for t in tasks}
+    sizes = {(*t.image.shape[-2:], t.scale) for t in tasks}
     if len(sizes) != 1:
-        raise ValueError(f"optimise() takes images of one size per call, got {sorted(sizes)}")
-    ((h, w),) = sizes
+        raise ValueError(
+            f"optimise() takes images of one size (and scale) per call, got {sorted(sizes, key=str)}"
+        )
+    ((h, w, scale),) = sizes
     device = tasks[0].image.device
     mean = mean.to(device)
     n = len(tasks)
@@ -300,12 +324,13 @@ def optimise(
             positives = [prepare(model, t, cfg, runner.options) for t in tasks]
         strides, masks = [], []
         for task, pos in zip(tasks, positives, strict=True):
-            s = cfg.stride_for(_area_ratio(pos.pred_boxes.mean(0), task.box, h, w), h, w)
+            fh, fw = task.size  # a crop's stride is the full image's
+            s = cfg.stride_for(_area_ratio(pos.pred_boxes.mean(0), task.box, fh, fw), fh, fw)
             gh, gw = math.ceil(h / s), math.ceil(w / s)
             strides.append(s)
             masks.append(init_mask(cfg, pos, h, w, gh, gw, device).requires_grad_(True))
         images = torch.stack([t.image for t in tasks])
-        plan = runner.plan([p.proposals for p in positives], h, w)
+        plan = runner.plan([p.proposals for p in positives], h, w, scale)
         counts_list = [len(p.proposals) for p in positives]
         counts = torch.tensor(counts_list, device=device, dtype=torch.float32)
         segments = torch.repeat_interleave(torch.arange(n, device=device), counts.long())
@@ -407,12 +432,67 @@ def _describe(task: ObjectTask) -> str:
     return f"{where}, box [{box}], class {task.label}"
 
 
+#: Crop sizes are rounded up to this many detector-input pixels, so that the crops of objects of
+#: similar size share a size and batch together (the FPN pads to 32 anyway).
+CROP_ROUNDING = 32
+
+
+def crop_window(
+    box: Sequence[float], height: int, width: int, cfg: BBAMConfig, scale: float
+) -> tuple[int, int, int, int] | None:
+    """The crop (x0, y0, x1, y1) a small object is explained on, or None (a large object, or a crop
+    that would be the whole image): the box plus ``crop_margin`` box sizes on each side, at least
+    ``crop_min_context`` detector-input pixels, rounded up to :data:`CROP_ROUNDING` input pixels and
+    shifted to lie inside the image."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    if bw * bh / (height * width) >= cfg.crop_max_area:
+        return None
+    context = cfg.crop_min_context / scale
+    step = CROP_ROUNDING / scale
+    cw = min(width, math.ceil(math.ceil((bw + 2 * max(cfg.crop_margin * bw, context)) / step) * step))
+    ch = min(height, math.ceil(math.ceil((bh + 2 * max(cfg.crop_margin * bh, context)) / step) * step))
+    if cw >= width and ch >= height:
+        return None
+    x0 = min(max(round((x1 + x2) / 2 - cw / 2), 0), width - cw)
+    y0 = min(max(round((y1 + y2) / 2 - ch / 2), 0), height - ch)
+    return x0, y0, x0 + cw, y0 + ch
+
+
+def crop_task(task: ObjectTask, window: tuple[int, int, int, int], scale: float) -> ObjectTask:
+    """``task`` on the crop ``window`` of its image, keeping the image's ``scale``."""
+    x0, y0, x1, y1 = window
+    return replace(
+        task,
+        image=task.image[:, y0:y1, x0:x1],
+        box=task.box - task.box.new_tensor([x0, y0, x0, y0]),
+        full_size=task.size,
+        offset=(x0, y0),
+        scale=scale,
+    )
+
+
+def uncrop(result: ObjectResult, task: ObjectTask) -> ObjectResult:
+    """A crop's result with its map placed in the full image (0 outside the crop). The coarse
+    ``mask`` and the ``history`` stay in the crop's coordinates."""
+    (h, w), (x0, y0) = task.size, task.offset
+    full = np.zeros((h, w), np.float32)
+    ch, cw = result.bbam.shape
+    full[y0 : y0 + ch, x0 : x0 + cw] = result.bbam
+    return replace(result, bbam=full)
+
+
 def _size_groups(tasks: Sequence[ObjectTask], batch_size: int) -> list[list[int]]:
-    """Indices of ``tasks`` grouped by image size, at most ``batch_size`` per group, in order."""
-    order = sorted(range(len(tasks)), key=lambda i: tuple(tasks[i].image.shape[-2:]))
+    """Indices of ``tasks`` grouped by image size (and a crop's scale), at most ``batch_size`` per
+    group, in order."""
+
+    def group_key(i: int) -> tuple:
+        return (*tasks[i].image.shape[-2:], tasks[i].scale or 0.0)
+
+    order = sorted(range(len(tasks)), key=group_key)
     groups: list[list[int]] = []
     for i in order:
-        same = bool(groups) and tasks[groups[-1][0]].image.shape == tasks[i].image.shape
+        same = bool(groups) and group_key(groups[-1][0]) == group_key(i)
         if same and len(groups[-1]) < batch_size:
             groups[-1].append(i)
         else:
@@ -421,28 +501,37 @@ def _size_groups(tasks: Sequence[ObjectTask], batch_size: int) -> list[list[int]
 
 
 def probe_batch_size(
-    model: torch.nn.Module, task: ObjectTask, cfg: BBAMConfig, mean: torch.Tensor, engine: EngineOptions
+    model: torch.nn.Module,
+    task: ObjectTask,
+    cfg: BBAMConfig,
+    mean: torch.Tensor,
+    engine: EngineOptions,
+    select: Callable[[torch.nn.Module, ObjectTask, BBAMConfig], Positives] | None = None,
 ) -> int:
-    """Objects per batch that fill the free GPU memory (CUDA), from one object's measured peak;
-    the CPU default (8) elsewhere."""
+    """Objects per batch that fill the free GPU memory (CUDA), from the peak of one real
+    iteration of :func:`optimise` on two objects (the per-object increment, so that what a batch
+    shares, the weights and the engine's copies, is not counted per object); the CPU default (8)
+    elsewhere."""
     device = task.image.device
     if device.type != "cuda":
         return 8
-    n_props = cfg.max_positives or 100
-    h, w = task.image.shape[-2:]
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
+    select = select or partial(prepare, engine=engine)
     with frozen(model):
-        runner = HeadRunner(model, engine, device)
-        plan = runner.plan([task.box.to(device)[None].repeat(n_props, 1)], h, w)
-        mask = torch.ones(math.ceil(h / 16), math.ceil(w / 16), device=device, requires_grad=True)
-        up = upsample(mask, h, w)
-        out = runner(perturb(task.image, up, mean.to(device))[None], plan)
-        (out.deltas.abs().sum() + out.probs.sum()).backward()
-    per_object = torch.cuda.max_memory_allocated(device) - base
+        pos = select(model, task, cfg)
+    one_iteration = replace(cfg, iterations=1)
+    peaks = []
+    for n in (1, 2):
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        optimise(model, [task] * n, one_iteration, mean, [pos] * n, engine=engine)
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+    per_object = max(peaks[1] - peaks[0], 1)
+    torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(device)
-    return auto_batch_size(int(per_object * 1.2), int(free))
+    return auto_batch_size(int(per_object * 1.2), int(free - peaks[0]))
 
 
 def explain(
@@ -467,10 +556,20 @@ def explain(
     """
     if not tasks:
         return []
-    options = (engine or EngineOptions()).resolve(tasks[0].image.device)
+    options = (engine or EngineOptions()).resolve(tasks[0].image.device, len(tasks))
+    if cfg.context_crop:  # small objects on crops around them; their maps placed back below
+        cropped = []
+        for t in tasks:
+            scale = input_scale(model, *t.image.shape[-2:])
+            window = crop_window(t.box.tolist(), *t.image.shape[-2:], cfg, scale)
+            cropped.append(crop_task(t, window, scale) if window else t)
+        done = explain(
+            model, cropped, replace(cfg, context_crop=False), mean, batch_size, engine, select, **kwargs
+        )
+        return [uncrop(r, t) if t.full_size else r for r, t in zip(done, cropped, strict=True)]
     select = select or partial(prepare, engine=options)
     if batch_size == "auto":
-        batch_size = probe_batch_size(model, tasks[0], cfg, mean, options)
+        batch_size = probe_batch_size(model, tasks[0], cfg, mean, options, select)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     results: list[ObjectResult | None] = [None] * len(tasks)

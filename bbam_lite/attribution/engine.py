@@ -10,9 +10,13 @@ forward/backward passes of a BBAM optimisation, with what stays fixed across the
 - the resize to the detector's input size is skipped when it is the identity (the lite profile);
 - box decoding, which the loss does not need, happens only when asked.
 
-On CUDA, by default, the backbone and heads run under bf16 autocast (the losses stay fp32) with
-channels-last activations; ``compile`` wraps the backbone in ``torch.compile`` (mode
-``reduce-overhead`` uses CUDA graphs; off by default, not measured yet). On the CPU the defaults stay
+The engine runs its own copies of the backbone and heads, never the user's model: frozen norms
+folded into the convolutions (:mod:`bbam_lite.attribution.fold`, exact up to rounding), and on
+CUDA, by default, bf16 weights cast once (no per-op autocast casts; the losses, Adam state and
+masks stay fp32) with channels-last activations. ``compile="auto"`` (the default) wraps the
+backbone in ``torch.compile`` on CUDA for runs of :data:`COMPILE_MIN_OBJECTS` objects or more,
+where it pays for its compilation; a failed compilation falls back to eager with one warning.
+On the CPU the defaults stay
 fp32 and NCHW: channels-last measured 5-9% faster there, but its rounding depends on the batch size,
 and Adam amplifies that into visibly different maps for the same object in different batches
 (``tests/test_bbam.py::test_batched_equals_one_by_one``); the CPU engine's gain comes from batching
@@ -22,7 +26,9 @@ objects, frozen weights (no weight gradients) and the RoIAlign above.
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -39,6 +45,11 @@ compat.import_torchvision()
 from torchvision.ops import boxes as box_ops  # noqa: E402
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+#: Objects from which compiling the backbone pays for itself on a GPU. Measured on an H100
+#: (2026-11-28, paper profile, batch 16): 2.41 s/object eager, 1.33 compiled, plus about 50 s of
+#: compilation: even after 46 objects; 200 leaves room for recompilation on new image sizes.
+COMPILE_MIN_OBJECTS = 200
 ROI_ALIGNS = ("auto", "grid", "torchvision")
 
 
@@ -49,8 +60,13 @@ class EngineOptions:
     precision: str = "auto"  # auto: bf16 on CUDA, fp32 elsewhere | fp32 | bf16
     roi_align: str = "auto"  # auto: grid where torchvision's compiled ops are missing | grid | torchvision
     channels_last: bool | None = None  # None: on CUDA only
-    compile: str | None = None  # None | a torch.compile mode: default | reduce-overhead | max-autotune
+    # None | auto | a torch.compile mode (default | reduce-overhead | max-autotune) for the backbone;
+    # auto: "default" on CUDA for runs of COMPILE_MIN_OBJECTS objects or more, else eager
+    compile: str | None = "auto"
     fold_norms: bool = True  # frozen norms folded into the convolutions of the engine's own backbone copy
+    # reduced precision by weights cast once (the engine's own copies of backbone and heads), not by
+    # per-op autocast, which re-casts every fp32 weight at every iteration
+    cast_weights: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -58,17 +74,22 @@ class EngineOptions:
         if self.roi_align not in ROI_ALIGNS:
             raise ValueError(f"roi_align must be one of {ROI_ALIGNS}, got {self.roi_align!r}")
 
-    def resolve(self, device: torch.device | str) -> EngineOptions:
-        """Concrete settings for ``device``."""
+    def resolve(self, device: torch.device | str, n_objects: int | None = None) -> EngineOptions:
+        """Concrete settings for ``device`` (and, for ``compile="auto"``, a run of ``n_objects``)."""
         cuda = torch.device(device).type == "cuda"
+        compile_mode = self.compile
+        if compile_mode == "auto":
+            pays = cuda and n_objects is not None and n_objects >= COMPILE_MIN_OBJECTS
+            compile_mode = "default" if pays else None
         return EngineOptions(
             precision=self.precision if self.precision != "auto" else ("bf16" if cuda else "fp32"),
             roi_align=self.roi_align
             if self.roi_align != "auto"
             else ("grid" if compat.USING_FALLBACK_NMS else "torchvision"),
             channels_last=cuda if self.channels_last is None else self.channels_last,
-            compile=self.compile,
+            compile=compile_mode,
             fold_norms=self.fold_norms,
+            cast_weights=self.cast_weights,
         )
 
     @property
@@ -78,12 +99,18 @@ class EngineOptions:
 
 #: The options of the reference loop: the detector's own modules, fp32, nothing else.
 REFERENCE = EngineOptions(
-    precision="fp32", roi_align="torchvision", channels_last=False, compile=None, fold_norms=False
+    precision="fp32",
+    roi_align="torchvision",
+    channels_last=False,
+    compile=None,
+    fold_norms=False,
+    cast_weights=False,
 )
 
+#: The engine's own copies of a model's modules, per model: {(part, fold, dtype): (weights key, module)}.
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NOTHING_TO_FOLD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {part}
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_NOTHING_TO_FOLD: weakref.WeakSet = weakref.WeakSet()
 
 
 def _weights_key(module: torch.nn.Module) -> tuple:
@@ -91,28 +118,68 @@ def _weights_key(module: torch.nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in module.state_dict().values())
 
 
-def engine_backbone(model: torch.nn.Module, fold: bool) -> torch.nn.Module:
-    """The backbone the engine runs: with ``fold``, a copy with its frozen norms folded into the
-    convolutions (:mod:`bbam_lite.attribution.fold`; cached per model and weights), the model's own
-    backbone where there is nothing to fold (GroupNorm) or without ``fold``."""
-    if not fold or model in _NOTHING_TO_FOLD:
-        return model.backbone
-    key = _weights_key(model.backbone)
-    cached = _FOLDED.get(model)
-    if cached is None or cached[0] != key:
-        folded, count = fold_frozen_norms(model.backbone)
-        if not count:
-            _NOTHING_TO_FOLD.add(model)
-            return model.backbone
-        cached = _FOLDED[model] = (key, folded)
-    return cached[1]
+def _copy(model: torch.nn.Module, part: str, fold: bool, dtype: torch.dtype | None) -> torch.nn.Module:
+    """``model``'s submodule ``part`` as the engine runs it: with ``fold``, its frozen norms folded
+    into its convolutions (:mod:`bbam_lite.attribution.fold`); with ``dtype``, its weights cast once.
+    Copies are cached per model and weights; the model's own module is returned where nothing
+    changes (no norm to fold, no cast), and the model itself is never modified."""
+    module = model.get_submodule(part)
+    fold = fold and part not in _NOTHING_TO_FOLD.get(model, set())
+    if not fold and dtype is None:
+        return module
+    cache = _COPIES.setdefault(model, {})
+    key = _weights_key(module)
+    hit = cache.get((part, fold, dtype))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    if fold:
+        engine_copy, count = fold_frozen_norms(module)
+        if not count:  # e.g. GroupNorm: the same function as the model's own module
+            _NOTHING_TO_FOLD.setdefault(model, set()).add(part)
+            if dtype is None:
+                return module
+    else:
+        engine_copy = copy.deepcopy(module)
+    if dtype is not None:
+        engine_copy = engine_copy.to(dtype)
+    engine_copy.eval().requires_grad_(False)  # frozen: backward computes what the pixels need only
+    cache[part, fold, dtype] = (key, engine_copy)
+    return engine_copy
 
 
-def _compiled_backbone(model: torch.nn.Module, backbone: torch.nn.Module, mode: str) -> torch.nn.Module:
+def engine_backbone(model: torch.nn.Module, fold: bool, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """The backbone the engine runs (see :func:`_copy`)."""
+    return _copy(model, "backbone", fold, dtype)
+
+
+def _compiled(model: torch.nn.Module, module: torch.nn.Module, mode: str) -> torch.nn.Module:
     cache = _COMPILED.setdefault(model, {})
-    if (id(backbone), mode) not in cache:
-        cache[id(backbone), mode] = torch.compile(backbone, mode=None if mode == "default" else mode)
-    return cache[id(backbone), mode]
+    if (id(module), mode) not in cache:
+        cache[id(module), mode] = torch.compile(module, mode=None if mode == "default" else mode)
+    return cache[id(module), mode]
+
+
+class _CompiledOrEager:
+    """A module run through ``torch.compile`` (mode ``mode``; eager when None), falling back to
+    eager execution, with one warning, if compiling or running the compiled module fails."""
+
+    def __init__(self, model: torch.nn.Module, module: torch.nn.Module, mode: str | None) -> None:
+        self.eager = module
+        self.compiled = _compiled(model, module, mode) if mode else None
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 (dynamo and inductor raise many kinds)
+                first = (str(e).splitlines() or [""])[0][:200]
+                warnings.warn(
+                    f"torch.compile of the BBAM engine failed ({type(e).__name__}: {first}); running eagerly",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+        return self.eager(*args, **kwargs)
 
 
 @dataclass
@@ -123,6 +190,7 @@ class RoIPlan:
     image_sizes: list[tuple[int, int]]  # detector-input sizes before padding
     orig_size: tuple[int, int]
     pool: GridRoIAlign | None  # None: torchvision's pooler
+    scale: float | None = None  # fixed image -> detector-input scale (a crop); None: the transform's rule
 
 
 class HeadRunner:
@@ -141,27 +209,32 @@ class HeadRunner:
         self.pooler = model.roi_heads.box_roi_pool
         if self.options.roi_align == "grid" and self.pooler.sampling_ratio <= 0:
             self.options = replace(self.options, roi_align="torchvision")
-        backbone = engine_backbone(model, self.options.fold_norms)
+        if self.options.compile == "auto":  # not resolved for a run: eager
+            self.options = replace(self.options, compile=None)
+        cast = self.options.reduced_precision and self.options.cast_weights
+        self.dtype = torch.bfloat16 if cast else None  # the engine's weights, cast once
+        backbone = engine_backbone(model, self.options.fold_norms, self.dtype)
         if self.options.channels_last:
             backbone.to(memory_format=torch.channels_last)
-        self.backbone = (
-            _compiled_backbone(model, backbone, self.options.compile) if self.options.compile else backbone
-        )
+        self.backbone = _CompiledOrEager(model, backbone, self.options.compile)
+        self.box_head = _copy(model, "roi_heads.box_head", False, self.dtype)
+        self.box_predictor = _copy(model, "roi_heads.box_predictor", False, self.dtype)
 
     # -- input ---------------------------------------------------------------------------------
-    def input_size(self, h: int, w: int) -> tuple[tuple[int, int], float]:
-        """The detector-input size of an (h, w) image and the resize factor (torchvision's rule)."""
-        t = self.transform
-        scale = min(float(t.min_size[-1]) / min(h, w), float(t.max_size) / max(h, w))
+    def input_size(self, h: int, w: int, scale: float | None = None) -> tuple[tuple[int, int], float]:
+        """The detector-input size of an (h, w) image and the resize factor: torchvision's rule, or
+        ``scale`` where given (a crop keeps the scale of the image it was cut from)."""
+        if scale is None:
+            scale = input_scale(self.model, h, w)
         return (math.floor(h * scale), math.floor(w * scale)), scale
 
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+    def to_input(self, images: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """Normalise, resize (unless the identity) and pad a (B, 3, H, W) batch as the detector does."""
         t = self.transform
         mean = torch.as_tensor(t.image_mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         std = torch.as_tensor(t.image_std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
         x = (images - mean) / std
-        (h, w), scale = self.input_size(*images.shape[-2:])
+        (h, w), scale = self.input_size(*images.shape[-2:], scale)
         if (h, w) != tuple(images.shape[-2:]):
             x = F.interpolate(
                 x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
@@ -175,9 +248,12 @@ class HeadRunner:
         return x
 
     # -- proposals -----------------------------------------------------------------------------
-    def plan(self, proposals: list[torch.Tensor], height: int, width: int) -> RoIPlan:
-        """Scale ``proposals`` (per image, in pixels of the (height, width) images) and plan pooling."""
-        (h, w), _ = self.input_size(height, width)
+    def plan(
+        self, proposals: list[torch.Tensor], height: int, width: int, scale: float | None = None
+    ) -> RoIPlan:
+        """Scale ``proposals`` (per image, in pixels of the (height, width) images) and plan pooling
+        (``scale``: a fixed image -> detector-input scale, see :meth:`input_size`)."""
+        (h, w), _ = self.input_size(height, width, scale)
         ratio = torch.tensor([w / width, h / height, w / width, h / height], device=self.device)
         scaled = [p.to(self.device, torch.float32) * ratio for p in proposals]
         sizes = [(h, w)] * len(proposals)
@@ -186,26 +262,34 @@ class HeadRunner:
             if self.pooler.scales is None or self.pooler.map_levels is None:
                 with torch.no_grad():  # a detector that never ran: let the pooler see feature sizes once
                     x = torch.zeros(1, 3, height, width, device=self.device)
-                    setup_pooler(self.pooler, self.model.backbone(self.to_input(x)), sizes[:1])
+                    setup_pooler(self.pooler, self.model.backbone(self.to_input(x, scale)), sizes[:1])
             pool = GridRoIAlign(self.pooler, scaled, sizes)
-        return RoIPlan(scaled, sizes, (height, width), pool)
+        return RoIPlan(scaled, sizes, (height, width), pool, scale)
 
     # -- forward -------------------------------------------------------------------------------
     def autocast(self):
-        if not self.options.reduced_precision:
+        """bf16 autocast where reduced precision is asked for without weights cast once."""
+        if not self.options.reduced_precision or self.dtype is not None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def __call__(self, images: torch.Tensor, plan: RoIPlan, decode: bool = False) -> HeadOutputs:
-        """Head outputs for ``plan``'s proposals on the (B, 3, H, W) images in [0, 1] (fp32 outputs)."""
-        heads = self.model.roi_heads
+        """Head outputs for ``plan``'s proposals on the (B, 3, H, W) images in [0, 1] (fp32 outputs).
+
+        With weights cast once (bf16), the input is cast after normalisation, RoIAlign samples the
+        features in fp32 (as torchvision's op does under autocast) and the pooled features are cast
+        back for the heads; the outputs, the losses and the masks stay fp32."""
         with self.autocast():
-            features = self.backbone(self.to_input(images))
+            x = self.to_input(images, plan.scale)
+            features = self.backbone(x if self.dtype is None else x.to(self.dtype))
             if plan.pool is not None:
-                pooled = plan.pool(features)
+                pooled = plan.pool(features)  # samples in fp32
             else:
-                pooled = self.pooler(features, plan.scaled, plan.image_sizes)
-            logits, regression = heads.box_predictor(heads.box_head(pooled))
+                fp32 = features if self.dtype is None else {k: v.float() for k, v in features.items()}
+                pooled = self.pooler(fp32, plan.scaled, plan.image_sizes)
+            if self.dtype is not None:
+                pooled = pooled.to(self.dtype)
+            logits, regression = self.box_predictor(self.box_head(pooled))
         logits, regression = logits.float(), regression.float()
         n_cls = logits.shape[-1]
         deltas = regression.reshape(-1, n_cls, 4)
@@ -213,9 +297,11 @@ class HeadRunner:
         boxes = self.decode(regression, plan) if decode else deltas.new_zeros(0)
         return HeadOutputs(deltas, probs, boxes, logits)
 
-    def outputs(self, images: torch.Tensor, proposals: list[torch.Tensor]) -> HeadOutputs:
+    def outputs(
+        self, images: torch.Tensor, proposals: list[torch.Tensor], scale: float | None = None
+    ) -> HeadOutputs:
         """One pass with decoded boxes: what ``roi_head_outputs(model, images, proposals)`` returns."""
-        return self(images, self.plan(proposals, *images.shape[-2:]), decode=True)
+        return self(images, self.plan(proposals, *images.shape[-2:], scale), decode=True)
 
     def decode(self, regression: torch.Tensor, plan: RoIPlan) -> torch.Tensor:
         """Decoded, clipped boxes (K, C+1, 4) in pixels of the original images."""
@@ -225,6 +311,12 @@ class HeadRunner:
         (h, w), (oh, ow) = plan.image_sizes[0], plan.orig_size
         boxes = box_ops.clip_boxes_to_image(boxes, (h, w))
         return boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
+
+
+def input_scale(model: torch.nn.Module, height: int, width: int) -> float:
+    """The factor by which the detector's transform resizes an (height, width) image."""
+    t = model.transform
+    return min(float(t.min_size[-1]) / min(height, width), float(t.max_size) / max(height, width))
 
 
 def auto_batch_size(
