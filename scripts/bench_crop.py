@@ -1,9 +1,10 @@
 """The context crop against the exact engine, on the same small objects (issue 16, item 5).
 
-    python scripts/bench_crop.py --out runs/crop [--images 30] [--json RESULT.json] [--device cpu]
+    python scripts/bench_crop.py --out runs/crop [--profile lite|paper] [--images 30] [--json RESULT.json]
 
 Objects of the default synthetic set whose box covers less than ``crop_max_area`` of the image are
-explained three ways with the shipped detector and the lite BBAM settings (the default preset):
+explained three ways, with the inputs of ``scripts/bench_bbam.py`` (lite: the shipped detector at
+160 px; paper: a ResNet-50-FPN at 800 px on images resized to VOC's size) and the default preset:
 the exact engine on the full image, the same on the image plus N(0, 1e-6) noise (BBAM's own noise
 floor: it amplifies rounding), and the context crop. Reported per size bin (box area / image
 area): the engine time per object (process CPU time on the CPU, synchronised wall time on CUDA),
@@ -15,6 +16,7 @@ masks.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from dataclasses import replace
 from datetime import date
@@ -24,16 +26,13 @@ import numpy as np
 import torch
 
 from bbam_lite.attribution.bbam import ObjectTask, explain, task_generator
-from bbam_lite.data.stats import channel_mean
-from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, read_synthetic
+from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic
 from bbam_lite.detector.evaluate import image_tensor
-from bbam_lite.detector.model import load_detector
 from bbam_lite.metrics import mask_iou
 from bbam_lite.pseudo.postprocess import PostProcess
-from bbam_lite.pseudo.settings import PseudoLabelSettings
+from bbam_lite.pseudo.settings import DEFAULT_PRESET
 from bbam_lite.utils.io import atomic_write_json
 from bbam_lite.utils.run_folder import hardware
-from bbam_lite.weights import default_detector_path
 
 BINS = ((0.0, 0.02), (0.02, 0.05), (0.05, 0.1))
 
@@ -45,10 +44,21 @@ def _clock(device: torch.device) -> float:
     return time.process_time()
 
 
+def _bench():
+    """scripts/bench_bbam.py as a module: its inputs (profiles, VOC-sized images) are reused here."""
+    spec = importlib.util.spec_from_file_location("bench_bbam", Path(__file__).with_name("bench_bbam.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for the generated data")
+    p.add_argument("--profile", choices=["lite", "paper"], default="lite")
     p.add_argument("--images", type=int, default=30, help="first N training images of the default set")
+    p.add_argument("--image-size", default="375x500", help="paper profile: HxW the images are resized to")
+    p.add_argument("--iterations", type=int, default=None, help="override the profile's BBAM iterations")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--margin", type=float, default=None, help="crop_margin (default: BBAMConfig's)")
     p.add_argument("--min-context", type=float, default=None, help="crop_min_context, detector-input px")
@@ -56,27 +66,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    root = ensure_synthetic(args.out / "data", SynthSettings(n_train=args.images, n_val=0), progress=False)
-    ds = read_synthetic(root, "train")
-    det = load_detector(default_detector_path(), device, class_names=ds.class_names).model
-    mean = channel_mean(ds)
-    settings = PseudoLabelSettings(method="bbam", profile="lite")
-    cfg = settings.bbam_config()
+    args.data = ensure_synthetic(
+        args.out / "data", SynthSettings(n_train=args.images, n_val=0), progress=False
+    )
+    args.split, args.detector, args.preset, args.seed = "train", None, DEFAULT_PRESET, 0
+    _, det, mean, cfg, settings, items = _bench().load_inputs(args, device)
     overrides = {"crop_margin": args.margin, "crop_min_context": args.min_context}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     post = PostProcess.of(settings)
     objects = []
-    for rec in ds:
-        image, masks = rec.load_image(), rec.load_masks()
-        for k, (b, c) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-            area = float((b[2] - b[0]) * (b[3] - b[1])) / (rec.height * rec.width)
+    for rec, image, boxes, labels, masks in items:
+        h, w = image.shape[:2]
+        tensor = image_tensor(image, device)
+        for k, (b, c) in enumerate(zip(boxes, labels, strict=True)):
+            area = float((b[2] - b[0]) * (b[3] - b[1])) / (h * w)
             if area < cfg.crop_max_area:
-                tensor = image_tensor(image, device)
                 task = ObjectTask(tensor, torch.as_tensor(b), int(c), (rec.image_id, k))
                 objects.append({"task": task, "image": image, "gt": masks[k], "box": b, "area": area})
     print(
-        f"{len(objects)} objects under {cfg.crop_max_area:.0%} of the image in {len(ds)} images; "
-        f"{cfg.preset} preset"
+        f"{len(objects)} objects under {cfg.crop_max_area:.0%} of the image in {len(items)} images; "
+        f"{args.profile} profile, {cfg.preset} preset, {cfg.iterations} iterations"
     )
 
     def noisy(task: ObjectTask) -> ObjectTask:
@@ -138,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "hardware": hardware(),
         "device": str(device),
-        "images": len(ds),
+        "profile": args.profile,
+        "images": len(items),
         "objects": len(objects),
         "preset": cfg.preset,
         "iterations": cfg.iterations,

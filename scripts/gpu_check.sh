@@ -11,8 +11,9 @@
 #   1. the paper-profile benchmark: reference loop vs engine, with the noise floor and the verdict
 #      of scripts/bench_bbam.py's agreement_verdict, a torch.profiler table of the top kernels;
 #   2. the engine alone by batch size, and with torch.compile of the backbone;
-#   3. bbam-lite pseudo-labels --device cuda --batch-objects auto on the synthetic set;
-#   4. the same under a one-process torchrun (NCCL on CUDA, gloo on the CPU).
+#   3. the context crop against the exact engine and its noise floor, by object size;
+#   4. bbam-lite pseudo-labels --device cuda --batch-objects auto on the synthetic set;
+#   5. the same under a one-process torchrun (NCCL on CUDA, gloo on the CPU).
 #
 # --device cpu --small is the dry run this project's CPU machines can do (minutes, tiny sizes).
 set -euo pipefail
@@ -56,8 +57,9 @@ fi
 
 if [ "$SMALL" = 1 ]; then
   N_TRAIN=2; IMAGES=1; OBJECTS=2; ITER=(--iterations 2); SIZE=(--image-size 96x128); BATCHES=(2); LIMIT=2
+  CROP_IMAGES=2
 else
-  N_TRAIN=16; IMAGES=6; OBJECTS=16; ITER=(); SIZE=(); BATCHES=(8 16 24); LIMIT=16
+  N_TRAIN=16; IMAGES=6; OBJECTS=16; ITER=(); SIZE=(); BATCHES=(8 16 24); LIMIT=16; CROP_IMAGES=12
 fi
 DATA="$OUT/data"
 [ -f "$DATA/dataset.json" ] || "$PY" -m bbam_lite --quiet data synth --out "$DATA" --n-train "$N_TRAIN" --n-val 0
@@ -78,13 +80,17 @@ done
   --batch-size "${BATCHES[-1]}" --device "$DEVICE" --no-labels --compile default "${ITER[@]}" "${SIZE[@]}" \
   --json "$OUT/engine-compiled.json" || echo "gpu_check: the compiled run failed (see above); continuing"
 
-step "3. pseudo-labels --device $DEVICE on the synthetic set"
+step "3. the context crop against the exact engine (paper profile, small objects)"
+"$PY" "$ROOT/scripts/bench_crop.py" --profile paper --out "$OUT/crop" --images "$CROP_IMAGES" --device "$DEVICE" \
+  --batch-size "${BATCHES[0]}" "${ITER[@]}" "${SIZE[@]}" --json "$OUT/crop.json"
+
+step "4. pseudo-labels --device $DEVICE on the synthetic set"
 BATCH_OBJECTS=auto; [ "$DEVICE" = cpu ] && BATCH_OBJECTS=8
 BBAM_ITER=(); [ "$SMALL" = 1 ] && BBAM_ITER=(--iterations 2)
 /usr/bin/env time -p "$PY" -m bbam_lite --quiet pseudo-labels --data "$DATA" --method bbam --out "$OUT/labels" \
   --limit "$LIMIT" --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" "${BBAM_ITER[@]}" 2> >(tee "$OUT/labels.time" >&2)
 
-step "4. the same under torchrun (one process)"
+step "5. the same under torchrun (one process)"
 "$PY" -m torch.distributed.run --standalone --nproc-per-node=1 -m bbam_lite --quiet pseudo-labels --data "$DATA" \
   --method bbam --out "$OUT/labels-torchrun" --limit "$LIMIT" --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" \
   "${BBAM_ITER[@]}"
@@ -109,6 +115,15 @@ rows.append(("engine passes", {True: "yes", False: "NO"}.get(v["passes"], "undec
 for path in sorted(out.glob("engine-*.json")):
     r = json.loads(path.read_text())
     rows.append((path.stem, f"{r['engine_s_per_object']:.3f} s/object, batch {r['batch_size']}"))
+crop = out / "crop.json"
+if crop.exists():
+    c = json.loads(crop.read_text())
+    for b in c["bins"]:
+        rows.append((
+            f"crop, area {b['area_from']:.2f}-{b['area_to']:.2f} ({b['objects']} objects)",
+            f"{b['speedup']:.2f}x, labels agree {b['label_agreement_crop']:.3f} "
+            f"(noise floor {b['label_agreement_noise_floor']:.3f}), IoU gap {b['label_iou_gap_points']:+.1f} points",
+        ))
 for name in ("labels", "labels-torchrun"):
     q = out / name / "quality.json"
     if q.exists():
