@@ -17,7 +17,7 @@ from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, read_synth
 from bbam_lite.detector.model import LoadedDetector, load_detector
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.generate import generate
-from bbam_lite.pseudo.methods import get_method, variants
+from bbam_lite.pseudo.methods import variants
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
 from bbam_lite.utils.run_folder import hardware
@@ -103,6 +103,7 @@ def run_demo(
     shown = demo_variants()
     qualities = compare_methods(train, detector, out / "labels", shown, "lite", None, device, progress)
     seconds = time.perf_counter() - t0
+    label_settings = {m: PseudoLabelSettings(profile="lite", **variants()[m].settings) for m in shown}
     summary = {
         "methods": {
             m: {
@@ -117,10 +118,8 @@ def run_demo(
         "images": len(train),
         "objects": max(q["objects"] for q in qualities.values()),
         "data": asdict(settings),
-        "bbam_settings": {
-            m: PseudoLabelSettings(profile="lite", **variants()[m].settings).bbam_config().__dict__
-            for m in shown
-            if "bbam" in get_method(variants()[m].method).settings  # the variants that run BBAM
+        "bbam_settings": {  # of the variants that run BBAM
+            m: s.bbam_config().__dict__ for m, s in label_settings.items() if "bbam" in s.method_obj.settings
         },
         "hardware": hardware(),
         "date": date.today().isoformat(),

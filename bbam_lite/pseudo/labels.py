@@ -174,9 +174,8 @@ def compose_overwrite(
     out = np.zeros((height, width), np.uint8)
     owner = np.full((height, width), -1, np.int64)
     for i in order:
-        if instances[i].ignore.any():
-            out[instances[i].ignore] = IGNORE
-            owner[instances[i].ignore] = -1
+        out[instances[i].ignore] = IGNORE
+        owner[instances[i].ignore] = -1
         out[instances[i].fg] = instances[i].label
         owner[instances[i].fg] = i
     return out, [owner == i for i in range(len(instances))]

@@ -116,7 +116,7 @@ class PseudoLabelSettings:
 def crf_params(profile: str, height: int, width: int) -> CRFParams:
     """The dense CRF's parameters: the paper's (profile full) or widths scaled to the image (lite)."""
     params = CRFParams()
-    return params.scaled(min(height, width) / PAPER_IMAGE_SIDE) if profile == "lite" else params
+    return params.scaled(image_scale(profile, height, width)) if profile == "lite" else params
 
 
 def image_scale(profile: str, height: int, width: int) -> float:

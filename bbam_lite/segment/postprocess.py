@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from bbam_lite.pseudo.crf import CRFParams, crf_foreground, crf_marginals
-from bbam_lite.pseudo.settings import PAPER_IMAGE_SIDE
+from bbam_lite.pseudo.settings import crf_params
 
 
 def crf_params_for(height: int, width: int, scaled: bool) -> CRFParams:
-    """The CRF's parameters for an image: the paper's, or scaled to its size (lite profiles)."""
-    params = CRFParams()
-    return params.scaled(min(height, width) / PAPER_IMAGE_SIDE) if scaled else params
+    """The CRF's parameters for an image: the paper's, or scaled to its size (lite profiles), as
+    the pseudo labels' profiles choose them."""
+    return crf_params("lite" if scaled else "full", height, width)
 
 
 def crf_semantic(image: np.ndarray, probs: np.ndarray, scaled: bool) -> np.ndarray:
