@@ -1,4 +1,5 @@
-"""Figures: overlays of masks on images and the side-by-side comparison of methods."""
+"""Figures: the book's style, method colours, overlays of masks on images and the side-by-side
+comparison of methods."""
 
 from __future__ import annotations
 
@@ -9,7 +10,31 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bbam_lite.data.voc import voc_palette
-from bbam_lite.pseudo.methods import titles
+from bbam_lite.pseudo.methods import colours, titles
+
+#: Matplotlib settings of every chapter's figures (on top of seaborn's "ticks" theme).
+BOOK_RC = {"figure.dpi": 100, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9}
+
+
+def book_style() -> None:
+    """The book's figure style: seaborn's "ticks" theme at notebook scale with :data:`BOOK_RC`.
+
+    Every chapter calls it once after its imports, so figures look the same in every chapter."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="ticks", rc=BOOK_RC)
+
+
+def method_palette(names: Sequence[str] | None = None, by_title: bool = False) -> dict[str, str]:
+    """Registry colours of methods and variants (all, or ``names``), keyed by name or by title:
+    pass it as seaborn's ``palette`` (with ``hue`` on the name or title column) so a method has
+    one colour in every chapter."""
+    col, tit = colours(), titles()
+    keys = list(col) if names is None else list(names)
+    unknown = [k for k in keys if k not in col]
+    if unknown:
+        raise KeyError(f"no registered method or variant named {', '.join(unknown)}")
+    return {(tit[k] if by_title else k): col[k] for k in keys}
 
 
 def colourise(class_map: np.ndarray) -> np.ndarray:

@@ -79,6 +79,8 @@ class Method:
     settings: ClassVar[tuple[str, ...]] = ()
     #: named variants {name: (title, settings, in_demo)}; default: the method alone under its name
     variants: ClassVar[dict[str, tuple[str, dict, bool]] | None] = None
+    #: figure colours of variants that should not share the method's colour {variant: colour}
+    variant_colours: ClassVar[dict[str, str]] = {}
     #: the paper's numbers for the method's variants on VOC 2012 val, percent: {variant: {metric: v}}
     paper: ClassVar[dict[str, dict[str, float]]] = {}
 
@@ -108,7 +110,14 @@ class Method:
     def label_variants(self) -> list[LabelVariant]:
         named = self.variants if self.variants is not None else {self.name: (self.title, {}, True)}
         return [
-            LabelVariant(name, self.name, title, {"method": self.name, **s}, self.colour, demo)
+            LabelVariant(
+                name,
+                self.name,
+                title,
+                {"method": self.name, **s},
+                self.variant_colours.get(name, self.colour),
+                demo,
+            )
             for name, (title, s, demo) in named.items()
         ]
 

@@ -54,6 +54,11 @@ class BBAM(Method):
             False,
         ),
     }
+    variant_colours = {
+        "bbam_paper": "yellowgreen",
+        "bbam_refined": "darkgreen",
+        "bbam_paper_refined": "olivedrab",
+    }
     #: BBAM Tables 1, 3 and 4 (VOC 2012 val): instance AP with and without refinement, semantic mIoU
     #: (made with the authors' code, so they stand beside the official preset's rows)
     paper = {
