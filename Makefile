@@ -30,9 +30,9 @@ book: setup
 	$(VENV)/bin/bbam-lite book build
 
 # Headless Chromium for the book's browser test (Debian, as root; a few minutes with the download).
-# Not part of `make test`: without it that one test is skipped and says why.
+# .ci/run calls it before `make test`; without Chromium that one test is skipped and says why.
 chromium:
-	@command -v chromium >/dev/null || apt-get install -y chromium
+	@scripts/install_chromium.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .

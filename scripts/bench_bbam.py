@@ -32,7 +32,6 @@ import datetime
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -65,6 +64,7 @@ from bbam_lite.pseudo.generate import PseudoLabeler
 from bbam_lite.pseudo.methods import ImageBoxes
 from bbam_lite.pseudo.settings import DEFAULT_PRESET, PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.run_folder import git_commit
 from bbam_lite.weights import default_detector_path
 
 VOC_TRAIN_AUG_OBJECTS = 10_582 * 2.8
@@ -293,16 +293,6 @@ def semantic_agreement(ref: list[np.ndarray], eng: list[np.ndarray], n_classes: 
         conf.update(np.where(r == IGNORE, n_classes, r).astype(np.int64), np.where(e == IGNORE, n_classes, e))
     return conf.miou()
 
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bbam_lite", "scripts"], capture_output=True, text=True
-        )
-        return out.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def hardware(device: torch.device) -> str:

@@ -112,11 +112,27 @@ def error_outputs(path: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- Chromium (CDP)
-PAGE_STATE = (
-    "JSON.stringify({images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, "
-    "complete: i.complete, width: i.naturalWidth})), "
-    "math: document.querySelectorAll('mjx-container').length, title: document.title})"
-)
+#: What the browser test reads from a loaded page (after opening every folded cell): its images
+#: (loaded, natural width), typeset formulas, TeX delimiters left raw in the visible text (outside
+#: code), code inputs wider than their column (cut off) and search hits.
+PAGE_STATE = """(() => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const main = document.querySelector("main") || document.body;
+  const prose = main.cloneNode(true);
+  prose.querySelectorAll("pre, code, script, style, mjx-container").forEach(e => e.remove());
+  const inputs = Array.from(main.querySelectorAll("div.cell_input pre"))
+    .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+    .map(p => p.innerText.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), ""));
+  return JSON.stringify({
+    images: Array.from(document.images).map(i => ({
+      src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
+    math: document.querySelectorAll("mjx-container").length,
+    raw_tex: (prose.innerText.match(/\\$\\$|\\\\\\(|\\\\\\[/g) || []).length,
+    cut_code: inputs,
+    search_hits: document.querySelectorAll("#search-results li").length,
+    title: document.title,
+  });
+})()"""
 
 
 def chromium() -> str | None:
@@ -133,7 +149,7 @@ def load_pages(urls: list[str], timeout: float = 90.0, settle: float = 2.0) -> l
         [
             chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            "--remote-debugging-port=0", "--window-size=1280,900", "about:blank",
+            "--remote-debugging-port=0", "--window-size=1400,900", "about:blank",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

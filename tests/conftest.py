@@ -57,3 +57,19 @@ def torchrun():
         )
 
     return run
+
+
+_BROWSER: list[tuple[str, str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    """Collect the browser tests' outcomes (skips are reported at setup, passes at call)."""
+    if "browser" in report.keywords and (report.when == "call" or report.skipped):
+        reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
+        _BROWSER.append((report.nodeid, report.outcome, reason))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say whether the browser test ran: CI's log must show it passed, not only that it was skipped."""
+    for nodeid, outcome, reason in _BROWSER:
+        terminalreporter.write_line(f"browser test {outcome}: {nodeid}" + (f" ({reason})" if reason else ""))

@@ -7,7 +7,9 @@ default, where ``bbam-lite book run`` writes them). The build
 
 1. stages the pages, the chapters and ``docs/`` (pages include design notes from it) in
    ``OUT/stage``, with a table of contents reduced to the chapters present (missing chapters are
-   reported, not fatal, so the book builds while chapters are being written);
+   reported, not fatal, so the book builds while chapters are being written); each chapter gets
+   the reader's view of its parameters and a "Run this chapter" box, and the "Execution
+   statistics" page is generated from the run markers (:mod:`bbam_lite.book.pages`);
 2. runs ``jupyter-book build`` with warnings as errors (``-W -n --keep-going``), execution off;
 3. moves the HTML to ``OUT/html`` and refuses the result if any page would fetch a resource from
    another host (scripts, stylesheets, images, fonts, frames).
@@ -24,8 +26,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import yaml
 
+from bbam_lite.book.pages import STATISTICS_PAGE, read_markers, reader_view, statistics_page
 from bbam_lite.book.runner import NOTEBOOK_NAME
 
 PAGE_SUFFIXES = (".md", ".ipynb")
@@ -103,14 +107,23 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
         if item.is_file() and item.suffix in (*PAGE_SUFFIXES, ".yml", ".bib"):
             shutil.copy2(item, stage / item.name)
     shutil.copytree(book_dir / "_mathjax", stage / "_mathjax")
+    if (book_dir / "_static").is_dir():  # the book's stylesheet
+        shutil.copytree(book_dir / "_static", stage / "_static")
     docs = book_dir.resolve().parent / "docs"
     if docs.is_dir():  # pages include design notes as ../docs/NAME.md
         shutil.copytree(docs, stage_root / "docs", ignore=shutil.ignore_patterns("measurements"))
     (stage / "chapters").mkdir()
     if Path(chapters_dir).is_dir():
+        markers = read_markers(chapters_dir)
         for nb in sorted(Path(chapters_dir).iterdir()):
             if NOTEBOOK_NAME.match(nb.name):
-                shutil.copy2(nb, stage / "chapters" / nb.name)
+                try:
+                    notebook = nbformat.read(nb, as_version=4)
+                except (OSError, ValueError) as e:
+                    raise BookBuildError(f"{nb}: not a readable notebook ({e}); rerun its chapter") from None
+                reader_view(notebook, nb.stem, markers.get(nb.stem))
+                nbformat.write(notebook, stage / "chapters" / nb.name)
+        (stage / f"{STATISTICS_PAGE}.md").write_text(statistics_page(chapters_dir), encoding="utf-8")
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8"))
     missing: list[str] = []
     reduced = filter_toc(toc, stage, missing)

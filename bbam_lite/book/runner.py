@@ -7,7 +7,8 @@ with the working directory of the command, and its executed copy is written to `
 * papermill writes to ``OUT/.book-run/NN-slug.partial.ipynb``; only a notebook that finished is
   renamed to its final name, so a killed run leaves no half-executed chapter under a final name;
 * after the rename, ``OUT/.book-run/NN-slug.json`` records the parameters, the source notebook's
-  hash, the output's hash, the time and the machine (written atomically);
+  hash, the output's hash, the time, the machine, the device and the commit (written atomically;
+  the book's "Execution statistics" page is made from these records);
 * a rerun skips a notebook whose record matches (same source, parameters and kernel, output
   present and unchanged) and executes the rest.
 
@@ -201,7 +202,7 @@ class BookRun:
     def execute(self, notebook: Path) -> Outcome:
         import papermill
 
-        from bbam_lite.utils.run_folder import hardware
+        from bbam_lite.utils.run_folder import git_commit, hardware
 
         self.state.mkdir(parents=True, exist_ok=True)
         partial = self.state / f"{notebook.stem}.partial.ipynb"
@@ -240,6 +241,8 @@ class BookRun:
                 "cpu_seconds": round(cpu, 1),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "hardware": hardware(),
+                "device": self.common["device"],
+                "commit": git_commit(self.cwd, ("bbam_lite", "notebooks")),
             },
             indent=1,
         )

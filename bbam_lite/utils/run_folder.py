@@ -1,10 +1,11 @@
-"""Run folders: the settings a run was made with (a rerun with other settings is refused) and the
-one-line description of the machine that results files record."""
+"""Run folders: the settings a run was made with (a rerun with other settings is refused), and the
+one-line descriptions of the machine and of the code's commit that results files record."""
 
 from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from pathlib import Path
 
 from bbam_lite.utils.io import atomic_write_json
@@ -46,3 +47,19 @@ def hardware() -> str:
         pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
+
+
+def git_commit(repo: Path | None = None, watched: tuple[str, ...] = ("bbam_lite", "scripts")) -> str:
+    """The checkout's commit (12 hex digits), ``+dirty`` where ``watched`` paths have uncommitted
+    changes; "unknown" outside a git checkout."""
+    cwd = str(repo) if repo else None
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=cwd
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *watched], capture_output=True, text=True, cwd=cwd
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
