@@ -303,30 +303,6 @@ def proposal_example_figure(
     return fig
 
 
-def sweep_figure(
-    rows: Sequence[dict[str, Any]],
-    x: str,
-    xlabel: str,
-    metrics: Sequence[tuple[str, str]],
-    title: str,
-    logx: bool,
-    ylabel: str = "score",
-) -> plt.Figure:
-    """Metrics against a swept parameter (one line per metric)."""
-    fig, ax = plt.subplots(layout="constrained", figsize=(5.6, 3.8))
-    xs = [r[x] for r in rows]
-    for key, label in metrics:
-        ax.plot(xs, [r[key] for r in rows], "-o", ms=4, label=label)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return fig
-
-
 def noise_example_figure(image: np.ndarray, boxes: dict[float, np.ndarray]) -> plt.Figure:
     """One image with its boxes at several noise levels (``{level: (N, 4) boxes}``): clean boxes in
     yellow, contracted ones in blue, expanded ones in red (darker = stronger noise)."""
@@ -551,6 +527,222 @@ def box_crf_gain_figure(
     a2.set_ylabel("mean IoU gain of BBAM + CRF")
     a2.set_title("Gain over the CRF on the box, by class")
     a2.tick_params(axis="x", rotation=30)
+    return fig
+
+
+#: Colours of Fig. 7b's stride settings: the adaptive stride in BBAM's colour, the fixed ones grey.
+STRIDE_COLOURS = {"s = 24": "tab:gray", "s = 48": "black", "adaptive s(a)": COLOURS["BBAM"]}
+
+
+def stride_iou_figure(study: dict[str, Any]) -> plt.Figure:
+    """Fig. 7b: mean IoU with the ground truth by object size (terciles of a), one line per stride
+    setting, with a 95% confidence band over the objects of each size group; left the raw map
+    (BBAM > 0.5 in the box, what the paper plots), right the pseudo label.
+
+    ``study`` is :func:`bbam_lite.analysis.stride.stride_study`'s result (its per-object rows)."""
+    import pandas as pd
+    import seaborn as sns
+
+    from bbam_lite.analysis.stride import SIZE_NAMES
+
+    df = pd.DataFrame(study["rows"])
+    sizes = [s for s in SIZE_NAMES if s in set(df["size"])]
+    df["x"] = df["size"].map({s: i for i, s in enumerate(sizes)})
+    panels = [("iou_map", "IoU(BBAM > 0.5 in the box, GT)"), ("iou_label", "IoU(pseudo label, GT)")]
+    panels = [(k, label) for k, label in panels if k in df and df[k].notna().any()]
+    fig, axes = plt.subplots(
+        1, len(panels), layout="constrained", figsize=(4.8 * len(panels), 3.7), squeeze=False
+    )
+    palette = {s: STRIDE_COLOURS.get(s, f"C{i}") for i, s in enumerate(dict.fromkeys(df["setting"]))}
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        sns.lineplot(
+            df,
+            x="x",
+            y=key,
+            hue="setting",
+            palette=palette,
+            errorbar=("ci", 95),
+            marker="o",
+            ax=ax,
+        )
+        counts = df[df["setting"] == df["setting"].iloc[0]].groupby("x").size()
+        ax.set_xticks(range(len(sizes)), [f"{s}\n({counts.get(i, 0)} objects)" for i, s in enumerate(sizes)])
+        ax.set_xlabel("object size (terciles of a)")
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1)
+        ax.legend(title="stride", fontsize=8)
+    fig.suptitle("Fig. 7b: localisation by stride and object size (band: 95% CI over objects)")
+    return fig
+
+
+def _heatmap(ax: plt.Axes, table: Any, fmt: str, label: str, vmax: float | None = 1.0) -> None:
+    """An annotated seaborn heatmap of ``table`` (a DataFrame; NaN cells left empty) from 0 to
+    ``vmax`` (None: the data's maximum); a percent ``fmt`` also labels the colour bar in percent."""
+    import seaborn as sns
+    from matplotlib.ticker import PercentFormatter
+
+    percent = fmt.endswith("%")
+    sns.heatmap(
+        table,
+        annot=True,
+        fmt=fmt,
+        annot_kws={"fontsize": 8},
+        cmap="viridis",
+        vmin=0,
+        vmax=vmax,
+        cbar_kws={"label": label, **({"format": PercentFormatter(1.0)} if percent else {})},
+        linewidths=0.5,
+        ax=ax,
+    )
+
+
+def sweep_heatmap(
+    rows: Sequence[dict[str, Any]],
+    x: str,
+    xlabel: str,
+    metrics: Sequence[tuple[str, str]],
+    title: str,
+    xfmt: str = "g",
+    fmt: str = ".3f",
+) -> plt.Figure:
+    """A one-parameter sweep as an annotated heatmap: one row per metric ((key, name) pairs), one
+    column per value of the swept parameter ``x``; colour and number give each metric's value
+    (all on a 0-1 scale), so a row read left to right is the metric's curve over the sweep."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        [[r.get(key, np.nan) for r in rows] for key, _ in metrics],
+        index=[name for _, name in metrics],
+        columns=[format(r[x], xfmt) for r in rows],
+    ).astype(float)
+    fig, ax = plt.subplots(layout="constrained", figsize=(1.1 * len(rows) + 4.2, 0.55 * len(metrics) + 1.6))
+    _heatmap(ax, table, fmt, "value (0-1)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("")
+    ax.set_title(title)
+    return fig
+
+
+def threshold_heatmaps(
+    rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]], title: str
+) -> plt.Figure:
+    """Table 5's threshold pairs as annotated heatmaps, one panel per metric ((key, name) pairs):
+    rows theta_bg, columns theta_fg, empty cells for the pairs not swept. The diagonal holds the
+    equal thresholds (nothing ignored); cells above it leave the band between the two ignored."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    values = sorted(set(df["theta_bg"]) | set(df["theta_fg"]))  # same on both axes: a diagonal
+    fig, axes = plt.subplots(
+        1, len(metrics), layout="constrained", figsize=(4.1 * len(metrics), 3.5), squeeze=False
+    )
+    for ax, (key, name) in zip(axes[0], metrics, strict=True):
+        table = df.pivot_table(index="theta_bg", columns="theta_fg", values=key, aggfunc="mean")
+        table = table.reindex(index=values, columns=values)
+        share = "fraction" in key  # a share: its own colour scale, in percent
+        _heatmap(ax, table, ".1%" if share else ".3f", name, vmax=None if share else 1.0)
+        ax.set_xlabel(r"$\theta_{fg}$")
+        ax.set_ylabel(r"$\theta_{bg}$")
+        ax.tick_params(axis="y", rotation=0)
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def _row_colour(name: str) -> str:
+    """Registry colour of a comparison row: its method variant's, black for full supervision,
+    and the GrabCut colour for Box2Seg's GrabCut-NoTrain rows."""
+    if name in COLOURS:
+        return COLOURS[name]
+    if name == "full":
+        return "black"
+    return COLOURS.get(name.split("_notrain")[0], "tab:brown")
+
+
+def comparison_bars(result: dict[str, Any], paper: dict[str, dict[str, float]]) -> plt.Figure:
+    """Chapter 12's main comparison: semantic mIoU and instance mask AP50 (%) of the network trained
+    on each kind of label, in the registry's colour of its method (solid: this run), beside the
+    paper's number on VOC val (hatched, "n/a" where the paper has none; the paper's semantic BBAM
+    number is the one with proposal refinement).
+
+    ``result`` is :func:`bbam_lite.experiments.networks.book_comparison`'s, ``paper`` its
+    ``PAPER`` dict (fractions in ``result``, percent in ``paper``)."""
+    from matplotlib.patches import Patch
+
+    rows = result["rows"]
+    names = [n for n in rows if "semantic" in rows[n] or "instance" in rows[n]]
+    colours = [_row_colour(n) for n in names]
+    x = np.arange(len(names))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(11, 4.4))
+    for ax, (task, key, label) in zip(
+        axes,
+        (("semantic", "miou", "semantic mIoU (%)"), ("instance", "ap50", "instance mask AP50 (%)")),
+        strict=True,
+    ):
+        ours = [rows[n].get(task, {}).get(key) for n in names]
+        ref = [paper.get("bbam_refined" if n == "bbam" and key == "miou" else n, {}).get(key) for n in names]
+        ax.bar(x - 0.2, [0 if v is None else 100 * v for v in ours], 0.4, color=colours)
+        ax.bar(
+            x + 0.2,
+            [0 if v is None else v for v in ref],
+            0.4,
+            color=colours,
+            alpha=0.35,
+            hatch="//",
+            edgecolor="dimgray",
+        )
+        for xi, v in zip(x + 0.2, ref, strict=True):
+            if v is None:
+                ax.text(xi, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="dimgray")
+        ticks = [rows[n]["title"].split(" (")[0] for n in names]
+        ax.set_xticks(x, ticks, rotation=35, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{task.capitalize()} networks trained on each kind of label", fontsize=10)
+        ax.legend(
+            handles=[
+                Patch(color="gray", label="this run"),
+                Patch(facecolor="lightgray", hatch="//", edgecolor="dimgray", label="paper (VOC val)"),
+            ],
+            loc="upper right",
+        )
+    return fig
+
+
+def sensitivity_bars(
+    table5: Sequence[dict[str, Any]],
+    table6: Sequence[dict[str, Any]],
+    paper6: dict[str, dict[str, float]],
+) -> plt.Figure:
+    """Tables 5 and 6 with trained networks (chapter 12): left, instance AP50 of each threshold
+    pair (+G: with seed growing) against the paper's; right, AP50 and semantic mIoU against lambda
+    (solid: this run, dashed: the paper's). Rows as
+    :func:`bbam_lite.experiments.networks.table5_rows` and ``table6_rows`` give them (percent)."""
+    colour = COLOURS.get("bbam_paper", COLOURS["BBAM"])
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+    ax = axes[0]
+    labels = [f"{r['theta_bg']:g}/{r['theta_fg']:g}" + (" +G" if r["grow"] == "on" else "") for r in table5]
+    x = np.arange(len(table5))
+    ax.bar(x - 0.2, [r["ap50"] or 0 for r in table5], 0.4, label="this run", color=colour)
+    ax.bar(x + 0.2, [r["paper_ap50"] or 0 for r in table5], 0.4, label="paper (VOC val)", color="tab:gray")
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("θ_bg / θ_fg (+G: seed growing)")
+    ax.set_ylabel("instance mask AP50 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Table 5: thresholds and seed growing", fontsize=10)
+    ax.legend(loc="upper left")
+    ax = axes[1]
+    lams = [r["lam"] for r in table6]
+    for key, label, c in (("ap50", "AP50", colour), ("miou", "sem. mIoU", "tab:orange")):
+        ax.plot(lams, [r[key] for r in table6], "o-", color=c, label=f"{label}, this run")
+        ref = sorted((float(k), p[key]) for k, p in paper6.items() if key in p)
+        ax.plot(*zip(*ref, strict=True), "s--", color=c, alpha=0.5, label=f"{label}, paper")
+    ax.set_xscale("log")
+    ax.set_xlabel("λ (weight of the mask's L1 norm)")
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Table 6: λ", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     return fig
 
 

@@ -116,3 +116,46 @@ def summarise(rows: list[dict[str, Any]], edges: tuple[float, ...]) -> list[dict
                 }
             )
     return out
+
+
+def stride_table(cfg, height: int, width: int, ratios=(0.01, 0.05, 0.1, 0.2, 0.4)):
+    """The strides of Fig. 7b's settings for objects covering ``ratios`` of an image of ``height``
+    x ``width`` px: s(a) in the paper's pixels, and each setting's stride on this image (scaled by
+    its side, see ``BBAMConfig.stride_for``). ``cfg`` is the run's BBAMConfig; returns a Table."""
+    from dataclasses import replace
+
+    from bbam_lite.analysis.tables import Table
+
+    rows = []
+    for a in ratios:
+        row = {
+            "a": a,
+            "adaptive (paper px)": 16 + 48 * a**0.5,
+            "adaptive (this run, px)": cfg.stride_for(a, height, width),
+        }
+        for name, o in STRIDES.items():
+            if "stride" in o:
+                row[f"{name} (this run, px)"] = replace(cfg, **o).stride_for(a, height, width)
+        rows.append(row)
+    cols = [("a", "a = box area / image area", ".2f")] + [(k, k, ".1f") for k in list(rows[0])[1:]]
+    scale = f"{min(height, width)} / {cfg.stride_reference_side or min(height, width)}"
+    caption = f"images of {width} x {height} px; stride scale {scale}"
+    return Table(rows, cols, caption=caption)
+
+
+def example_grid(maps: dict[str, list[ObjectMap]], by: str = "adaptive s(a)") -> list[dict[str, Any]]:
+    """Rows for :func:`bbam_lite.analysis.plots.attribution_grid`: the smallest, the middle and the
+    largest object (by a) of ``maps`` (setting -> the same objects' maps), each with every
+    setting's BBAM."""
+    ref = maps[by]
+    order = sorted(range(len(ref)), key=lambda i: ref[i].obj.area_ratio)
+    pick = [order[0], order[len(order) // 2], order[-1]] if len(order) >= 3 else order
+    return [
+        {
+            "image": ref[i].obj.image,
+            "box": ref[i].obj.box,
+            "gt": ref[i].obj.gt,
+            **{name: m[i].bbam for name, m in maps.items()},
+        }
+        for i in pick
+    ]

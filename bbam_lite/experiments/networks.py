@@ -389,3 +389,192 @@ def book_sensitivity(ws, schedule: dict | None = None) -> dict:
 def _lower(paper: dict) -> dict:
     """The sensitivity tables' paper numbers under this module's metric names (AP50 -> ap50)."""
     return {k.lower(): v for k, v in paper.items()}
+
+
+# ------------------------------------------------------------------ chapter 12's tables (display)
+def percent(v: float | None) -> float | None:
+    """A score in [0, 1] as percent (None stays None: a row or metric that was not run)."""
+    return None if v is None else 100 * v
+
+
+#: Columns of chapter 12's comparison table: (key, header, format).
+COMPARISON_COLUMNS = [
+    ("labels", "labels", ""),
+    ("miou", "mIoU", ".1f"),
+    ("ap25", "AP25", ".1f"),
+    ("ap50", "AP50", ".1f"),
+    ("ap70", "AP70", ".1f"),
+    ("ap75", "AP75", ".1f"),
+    ("ap", "AP", ".1f"),
+    ("abo", "ABO", ".1f"),
+    ("miou_crf", "mIoU + CRF", ".1f"),
+    ("ap50_crf", "AP50 + CRF", ".1f"),
+    ("sem_min", "train min (sem.)", ".1f"),
+    ("inst_min", "train min (inst.)", ".1f"),
+]
+
+
+def schedule_table(ws, schedule: dict | None = None):
+    """Chapter 12's schedule: training iterations of each network here and in the paper, with the
+    train-seg profile and the numbers of training and validation images in the caption."""
+    from bbam_lite.analysis.tables import Table
+
+    sched = schedule or BOOK_SCHEDULES[ws.profile.name]
+    paper_iterations = {"semantic": 24000, "instance": 20000}
+    rows = [
+        {
+            "network": task,
+            "iterations here": it if it is not None else f"profile {sched['profile']}'s",
+            "paper": paper_iterations[task],
+        }
+        for task, it in zip(("semantic", "instance"), sched["iterations"], strict=True)
+    ]
+    caption = (
+        f"train-seg profile {sched['profile']}; {ws.profile.label_images or 'all'} training images, "
+        f"{sched['val_limit'] or 'all'} validation images scored"
+    )
+    columns = [
+        ("network", "network", ""),
+        ("iterations here", "iterations (this run)", ""),
+        ("paper", "paper", ",d"),
+    ]
+    return Table(rows, columns, caption=caption)
+
+
+def training_minutes(result: dict) -> float:
+    """Minutes of network training (wall clock) in a comparison result, all rows and tasks."""
+    rows = result["rows"].values()
+    return sum(r[t].get("train_seconds", 0) for r in rows for t in ("semantic", "instance") if t in r) / 60
+
+
+def comparison_rows(result: dict) -> list[dict]:
+    """One row per labels kind of :func:`book_comparison`'s result: scores in percent (the keys
+    of :data:`COMPARISON_COLUMNS`), training minutes of each network."""
+    out = []
+    for row in result["rows"].values():
+        sem, inst = row.get("semantic", {}), row.get("instance", {})
+        out.append(
+            {
+                "labels": row["title"],
+                "miou": percent(sem.get("miou")),
+                "miou_crf": percent(sem.get("crf", {}).get("miou")),
+                "ap50_crf": percent(inst.get("crf", {}).get("ap50")),
+                **{k: percent(inst.get(k)) for k in INSTANCE_KEYS},
+                "sem_min": sem["train_seconds"] / 60 if "train_seconds" in sem else None,
+                "inst_min": inst["train_seconds"] / 60 if "train_seconds" in inst else None,
+            }
+        )
+    return out
+
+
+def comparison_tables(result: dict) -> tuple:
+    """Chapter 12's two tables: this run's scores (%) of every row, and the papers' numbers."""
+    from bbam_lite.analysis.tables import Table
+
+    ours = Table(
+        comparison_rows(result),
+        COMPARISON_COLUMNS,
+        caption="Validation scores (%) of networks trained on each kind of label",
+    )
+    paper = Table(
+        [{"labels": ROWS[n], **p} for n, p in PAPER.items()],
+        COMPARISON_COLUMNS[:8],
+        caption="The papers' numbers (PASCAL VOC 2012 val, %)",
+    )
+    return ours, paper
+
+
+def order_table(result: dict):
+    """The expected-order checks of a comparison result (full > BBAM > GrabCut > Box on each score,
+    for each BBAM row), one line each, with the values in percent."""
+    from bbam_lite.analysis.tables import Table
+
+    checks = [
+        {
+            "score": k.rsplit("/", 1)[0],
+            "bbam row": ROWS[k.rsplit("/", 1)[1]],
+            "order": " > ".join(f"{n} {100 * v:.1f}" for n, v in zip(c["rows"], c["values"], strict=True)),
+            "holds": "yes" if c["holds"] else "no",
+        }
+        for k, c in result["expected_order"].items()
+        if c is not None
+    ]
+    columns = [
+        ("score", "score", ""),
+        ("bbam row", "BBAM row", ""),
+        ("order", "values (%)", ""),
+        ("holds", "order holds", ""),
+    ]
+    return Table(checks, columns)
+
+
+def table5_rows(sens: dict) -> list[dict]:
+    """Table 5's rows of :func:`book_sensitivity`'s result: thresholds, seed growing, instance
+    scores (%) and the paper's beside them."""
+    out = []
+    for name, row in sens["rows"].items():
+        if name.startswith("table5/"):
+            key = name.split("/", 1)[1]
+            bg, fg, grow = key.split("-")
+            inst, paper = row["instance"], sens["paper_table5"].get(key, {})
+            out.append(
+                {
+                    "theta_bg": float(bg),
+                    "theta_fg": float(fg),
+                    "grow": grow,
+                    **{k: percent(inst.get(k)) for k in ("ap", "ap50", "ap75", "abo")},
+                    **{f"paper_{k}": paper.get(k) for k in ("ap", "ap50", "ap75")},
+                }
+            )
+    return out
+
+
+def table6_rows(sens: dict) -> list[dict]:
+    """Table 6's rows of :func:`book_sensitivity`'s result: lambda, instance and semantic scores
+    (%) and the paper's beside them."""
+    out = []
+    for name, row in sens["rows"].items():
+        if name.startswith("table6/"):
+            lam = name.split("/", 1)[1]
+            paper = sens["paper_table6"].get(lam, {})
+            out.append(
+                {
+                    "lam": float(lam),
+                    **{k: percent(row["instance"].get(k)) for k in ("ap", "ap50", "ap75")},
+                    "miou": percent(row["semantic"]["miou"]),
+                    **{f"paper_{k}": paper.get(k) for k in ("ap", "ap50", "ap75", "miou")},
+                }
+            )
+    return out
+
+
+def sensitivity_tables(sens: dict) -> tuple:
+    """Chapter 12's Tables 5 and 6 (trained networks, %) with the paper's numbers beside ours."""
+    from bbam_lite.analysis.tables import Table
+
+    ap = [("ap", "AP", ".1f"), ("ap50", "AP50", ".1f"), ("ap75", "AP75", ".1f")]
+    paper_ap = [(f"paper_{k}", f"paper: {h}", f) for k, h, f in ap]
+    t5 = Table(
+        table5_rows(sens),
+        [
+            ("theta_bg", "θ_bg", ".1f"),
+            ("theta_fg", "θ_fg", ".1f"),
+            ("grow", "growing", ""),
+            *ap,
+            ("abo", "ABO", ".1f"),
+            *paper_ap,
+        ],
+        caption="Table 5 with trained Mask R-CNNs (validation, %); the paper's on VOC val",
+    )
+    t6 = Table(
+        table6_rows(sens),
+        [
+            ("lam", "λ", ".3f"),
+            *ap,
+            ("miou", "sem. mIoU", ".1f"),
+            *paper_ap,
+            ("paper_miou", "paper: sem. mIoU", ".1f"),
+        ],
+        caption="Table 6 with trained networks (validation, %); the paper's on VOC val",
+    )
+    return t5, t6
