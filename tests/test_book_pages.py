@@ -42,8 +42,9 @@ def test_reader_view_shows_the_injected_parameters_once_and_adds_the_box(tmp_pat
     nb = _chapter(tmp_path / "07-a.ipynb")
     reader_view(nb, "07-a", _marker(tmp_path, "07-a"))
     tags = [c.metadata.get("tags", []) for c in nb.cells]
-    assert "remove-cell" in tags[2] and "parameters" in tags[2]  # the default cell goes
-    assert "hide-input" in tags[3] and "remove-cell" not in tags[3]  # the run's values, folded
+    assert nb.cells[0].source == "# 7. A chapter" and nb.cells[2].source == "Text."
+    assert "remove-cell" in tags[3] and "parameters" in tags[3]  # the default cell goes
+    assert "hide-input" in tags[4] and "remove-cell" not in tags[4]  # the run's values, folded
     box = nb.cells[1]
     assert box.cell_type == "markdown" and "Run this chapter" in box.source
     assert "--only 07" in box.source and "1.5 min" in box.source and "0123456789ab" in box.source
@@ -52,7 +53,7 @@ def test_reader_view_shows_the_injected_parameters_once_and_adds_the_box(tmp_pat
 def test_a_notebook_without_injected_parameters_keeps_its_own(tmp_path):
     nb = _chapter(tmp_path / "07-a.ipynb", injected=False)
     reader_view(nb, "07-a", None)
-    assert nb.cells[2].metadata["tags"] == ["parameters"]
+    assert nb.cells[3].metadata["tags"] == ["parameters"]
     assert "no run record" in nb.cells[1].source
 
 

@@ -88,7 +88,7 @@ def run_box(stem: str, marker: dict[str, Any] | None) -> str:
 def reader_view(nb: nbformat.NotebookNode, stem: str, marker: dict[str, Any] | None) -> None:
     """Edit an executed chapter in place for the rendered page: the parameters appear once (the
     values papermill injected, folded; the default ``parameters`` cell is removed when an injected
-    one follows it) and the "Run this chapter" box follows the chapter's title."""
+    one follows it) and the "Run this chapter" box stands right under the chapter's title."""
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     if any("injected-parameters" in t for t in tags):
         for cell, t in zip(nb.cells, tags, strict=True):
@@ -99,6 +99,11 @@ def reader_view(nb: nbformat.NotebookNode, stem: str, marker: dict[str, Any] | N
     first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     box = nbformat.v4.new_markdown_cell(run_box(stem, marker))
     box.metadata["tags"] = ["run-this-chapter"]
+    if first >= 0 and nb.cells[first].source.startswith("# "):  # right under the title
+        title, _, rest = nb.cells[first].source.partition("\n")
+        nb.cells[first].source = title
+        if rest.strip():
+            nb.cells.insert(first + 1, nbformat.v4.new_markdown_cell(rest.strip("\n")))
     nb.cells.insert(first + 1, box)
 
 
