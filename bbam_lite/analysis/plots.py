@@ -790,3 +790,226 @@ def head_maps_figure(maps: dict[str, Sequence[Any]], n: int = 3) -> plt.Figure:
         for i, m in enumerate(first[:n])
     ]
     return attribution_grid(grid, list(maps), "BBAM of each head (dotted: the object's box)")
+
+
+# ------------------------------------------------------------------ chapters 5 and 6: BBAM, labels
+def perturbation_figure(
+    coarse: np.ndarray,
+    names: Sequence[str],
+    batch: np.ndarray,
+    probs: Sequence[float],
+    ious: Sequence[float],
+    class_name: str,
+    stride: float,
+) -> plt.Figure:
+    """Chapter 5: the coarse mask M that is 1 on an object's box, then Phi(I, M) for hand-made masks
+    (``batch``: (N, 3, H, W) images in [0, 1], one per name in ``names``), each titled with f_cls's
+    probability of the true class and the IoU of f_box's regressed box with the annotated box
+    (``probs``, ``ious``)."""
+    n = len(names)
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(2.8 * (n + 1), 3.3))
+    gh, gw = np.asarray(coarse).shape
+    axes[0].imshow(coarse, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title(f"coarse M: {gh} x {gw} cells\n(stride {stride:.1f} px)", fontsize=9)
+    for ax, name, image, p, iou in zip(axes[1:], names, np.asarray(batch), probs, ious, strict=True):
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+        ax.set_title(f"{name}\np({class_name}) = {p:.2f}, IoU = {iou:.2f}", fontsize=9)
+    for ax in axes:
+        _off(ax)
+    fig.suptitle("Phi(I, M) for hand-made masks, and what f_cls and f_box return for the object's box")
+    return fig
+
+
+def stride_figure(
+    ratios: Sequence[float],
+    strides: Sequence[float],
+    cells: Sequence[int],
+    scale: float,
+    side: int,
+    base: float = 16.0,
+    gain: float = 48.0,
+) -> plt.Figure:
+    """Chapter 5: the adaptive stride s(a) = base + gain sqrt(a) in the paper's pixels and scaled by
+    ``scale`` to an image side of ``side`` pixels, with the run's objects (box area ratio, stride) on
+    it; and the number of cells of each object's mask."""
+    from bbam_lite.attribution.bbam import adaptive_stride
+
+    a = np.linspace(0, 1, 200)
+    s = np.array([adaptive_stride(v, base, gain) for v in a])
+    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=(11, 3.6))
+    a1.plot(a, s, c=COLOURS["BBAM"], label="s(a) in paper pixels (375 px side)")
+    a1.plot(a, s * scale, "--", c=COLOURS["BBAM"], label=f"scaled to this image side ({side} px)")
+    a1.scatter(ratios, strides, color="tab:red", zorder=3, label="this run's objects")
+    a1.set_xlabel("box area / image area  a")
+    a1.set_ylabel("stride s (pixels)")
+    a1.set_title("Adaptive stride")
+    a1.legend()
+    a2.scatter(ratios, cells, color="tab:red")
+    a2.set_xlabel("box area / image area  a")
+    a2.set_ylabel("cells in the mask M")
+    a2.set_title("Mask resolution per object")
+    return fig
+
+
+def mask_snapshots_figure(
+    objects: Sequence[Any],
+    results: Sequence[Any],
+    class_names: Sequence[str],
+    title: str = "The mask M (upsampled) during optimisation",
+) -> plt.Figure:
+    """Chapter 5: one row per object: the image with its box, the upsampled mask M at the iterations
+    ``explain`` recorded (``history["snapshots"]``: (iteration, map) pairs), and the true mask."""
+    n_snap = len(results[0].history["snapshots"])
+    cols = n_snap + 2
+    fig, axes = plt.subplots(
+        len(objects), cols, layout="constrained", figsize=(1.9 * cols, 2.0 * len(objects)), squeeze=False
+    )
+    for r, (o, res) in enumerate(zip(objects, results, strict=True)):
+        axes[r, 0].imshow(o.image)
+        _box(axes[r, 0], o.box, "yellow")
+        axes[r, 0].set_ylabel(class_names[o.label])
+        for c, (it, snap) in enumerate(res.history["snapshots"], 1):
+            axes[r, c].imshow(snap, cmap="magma", vmin=0, vmax=1)
+            if r == 0:
+                axes[r, c].set_title(f"iteration {it}", fontsize=9)
+        axes[r, -1].imshow(o.gt, cmap="gray")
+    axes[0, 0].set_title("image and box", fontsize=9)
+    axes[0, -1].set_title("true mask", fontsize=9)
+    for ax in axes.ravel():
+        _off(ax)
+    fig.suptitle(title)
+    return fig
+
+
+def bbam_losses_figure(
+    objects: Sequence[Any], results: Sequence[Any], class_names: Sequence[str], cfg: Any
+) -> plt.Figure:
+    """Chapter 5: per object, the two head losses, lambda |M|_1 and the total objective (Eq. 5, from
+    the recorded terms by :func:`bbam_lite.attribution.loss.weighted_total`, the function the
+    optimisation itself uses) at every iteration."""
+    from bbam_lite.attribution.loss import weighted_total
+
+    fig, axes = plt.subplots(1, 3, layout="constrained", figsize=(13, 3.4))
+    for o, res in zip(objects, results, strict=True):
+        hist = res.history
+        label = f"{class_names[o.label]} (image {o.image_id})"
+        (line,) = axes[0].plot(hist["box"], label=f"box: {label}")
+        axes[0].plot(hist["cls"], "--", c=line.get_color(), label=f"cls: {label}")
+        axes[1].plot(cfg.lam * np.array(hist["l1"]), label=label)
+        total = weighted_total(cfg, *(np.array(hist[k]) for k in ("l1", "tv", "box", "cls")))
+        axes[2].plot(total, label=label)
+    axes[0].set_title("head losses |t^c - f_box|, |p^c - f_cls|")
+    axes[1].set_title("lambda |M|_1")
+    axes[2].set_title("total objective")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    return fig
+
+
+def label_steps_figure(rows: Sequence[dict[str, Any]], step_names: Sequence[str]) -> plt.Figure:
+    """Chapter 6: one row per object: the image and box, the BBAM, the label after each step
+    (red: foreground, grey: ignored) and the true mask. Each row is ``{"image", "box", "bbam",
+    "masks": [(foreground, ignore), ...] (one per step), "gt", "name"}``."""
+    cols = ["image and box", "BBAM", *step_names, "true mask"]
+    fig, axes = plt.subplots(
+        len(rows), len(cols), layout="constrained", figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False
+    )
+    for r, row in enumerate(rows):
+        axes[r, 0].imshow(row["image"])
+        _box(axes[r, 0], row["box"], "yellow")
+        axes[r, 0].set_ylabel(row["name"])
+        axes[r, 1].imshow(row["bbam"], cmap="magma", vmin=0, vmax=1)
+        for c, (fg, ignore) in enumerate(row["masks"], 2):
+            zones = np.zeros((*fg.shape, 3))
+            zones[ignore] = (0.6, 0.6, 0.6)
+            zones[fg] = (0.85, 0.15, 0.15)
+            axes[r, c].imshow(zones)
+        axes[r, -1].imshow(row["gt"], cmap="gray")
+    for c, title in enumerate(cols):
+        axes[0, c].set_title(title, fontsize=9)
+    for ax in axes.ravel():
+        _off(ax)
+    fig.suptitle("From a BBAM to a pseudo label (red: foreground, grey: ignored)")
+    return fig
+
+
+def box_crf_gain_figure(
+    box_rows: Sequence[dict[str, Any]], bbam_rows: Sequence[dict[str, Any]], class_names: Sequence[str]
+) -> plt.Figure:
+    """Chapter 6: per object (rows of the ablation, ``{"iou", "area_ratio", "label"}``), its instance
+    IoU with the CRF on the box alone (x) against BBAM + CRF (y), coloured by box size; and the mean
+    gain of BBAM + CRF per class (green: BBAM better)."""
+    x = np.array([r["iou"] for r in box_rows])
+    y = np.array([r["iou"] for r in bbam_rows])
+    size = np.array([r["area_ratio"] for r in bbam_rows])
+    labels = np.array([r["label"] for r in bbam_rows])
+    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4.2))
+    sc = a1.scatter(x, y, c=size, cmap="viridis", s=22)
+    a1.plot([0, 1], [0, 1], "k:", lw=1, label="equal")
+    a1.set_xlabel("instance IoU, CRF on the box alone")
+    a1.set_ylabel("instance IoU, BBAM + CRF")
+    a1.set_xlim(0, 1)
+    a1.set_ylim(0, 1)
+    a1.set_title(
+        f"BBAM better on {(y > x + 0.02).sum()}, worse on {(y < x - 0.02).sum()} of {len(x)} objects"
+    )
+    a1.legend(loc="lower right")
+    fig.colorbar(sc, ax=a1, label="box area / image area")
+    classes = sorted(set(labels.tolist()))
+    gain = [float(np.mean((y - x)[labels == c])) for c in classes]
+    a2.bar([class_names[c] for c in classes], gain, color=["tab:green" if g > 0 else "tab:red" for g in gain])
+    a2.axhline(0, color="k", lw=0.8)
+    a2.set_xlabel("class")
+    a2.set_ylabel("mean IoU gain of BBAM + CRF")
+    a2.set_title("Gain over the CRF on the box, by class")
+    a2.tick_params(axis="x", rotation=30)
+    return fig
+
+
+def label_quality_figure(qualities: dict[str, dict[str, Any]], title: str) -> plt.Figure:
+    """Pseudo-label mIoU and mean instance IoU of several label sets side by side, in the registry's
+    colours and names (``qualities``: {method or variant: its ``quality.json``})."""
+    bars = [
+        {"metric": label, "method": name, "value": q[key]}
+        for name, q in qualities.items()
+        for key, label in (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU"))
+    ]
+    return grouped_bars(bars, "metric", "method", [("value", "score (1 = the exact masks)")], title, "")
+
+
+# ------------------------------------------------------------------ chapter 7: the two heads
+def head_labels_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
+    """Fig. 4: pseudo-label mIoU and mean instance IoU of the BBAM of each head setting (``rows``:
+    ``{"setting", "miou", "mean_instance_iou"}``), one bar per setting."""
+    bars = [
+        {"metric": label, "setting": r["setting"], "value": r[key]}
+        for r in rows
+        for key, label in (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU"))
+    ]
+    return grouped_bars(
+        bars,
+        "metric",
+        "setting",
+        [("value", "score (1 = the exact masks)")],
+        "Fig. 4: pseudo labels from the BBAM of each head",
+        "",
+    )
+
+
+def head_maps_figure(maps: dict[str, Sequence[Any]], n: int = 3) -> plt.Figure:
+    """The BBAM of each head setting (``maps``: {setting: object maps, same objects in the same
+    order}) for the first ``n`` objects, beside the image and the true mask."""
+    first = next(iter(maps.values()))
+    grid = [
+        {
+            "image": m.obj.image,
+            "box": m.obj.box,
+            "gt": m.obj.gt,
+            **{name: maps[name][i].bbam for name in maps},
+        }
+        for i, m in enumerate(first[:n])
+    ]
+    return attribution_grid(grid, list(maps), "BBAM of each head (dotted: the object's box)")
