@@ -148,6 +148,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
     from bbam_lite.pseudo.settings import PseudoLabelSettings
+    from bbam_lite.pseudo.workers import check_workers, default_workers
     from bbam_lite.utils.distributed import process_group
     from bbam_lite.weights import default_detector_path
 
@@ -178,6 +179,8 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             )
     if args.batch_objects != "auto" and not (args.batch_objects.isdigit() and int(args.batch_objects) > 0):
         raise ValueError(f"--batch-objects must be a positive integer or auto, got {args.batch_objects!r}")
+    if args.workers is not None:
+        check_workers(args.workers)
     with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
         device = _device(ranks.device(args.device))
         if settings.needs_detector:
@@ -201,6 +204,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             barrier=ranks.barrier,
             batch_objects=batch_objects,
             engine=EngineOptions(precision=args.precision),
+            workers=args.workers if args.workers is not None else default_workers(ranks.world_size),
         )
     if not ranks.is_main:
         return 0
@@ -399,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--device", default="cpu", help="cpu | cuda (under torchrun: cuda:LOCAL_RANK per process)"
+    )
+    pl.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that do the per-image CPU work (CRF, thresholds, GrabCut, refinement, files) "
+        "while this one runs the method's device work; 1: all in this process. Default: the cores "
+        "(shared among torchrun's processes), at most 8. The labels do not depend on it",
     )
     pl.set_defaults(func=cmd_pseudo_labels)
 

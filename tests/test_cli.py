@@ -158,7 +158,10 @@ def test_pseudo_labels_command(method, tmp_path, tiny_synth, smoke_detector) -> 
 def test_interrupted_pseudo_labels_resume_to_the_same_outputs(tmp_path, tiny_synth, monkeypatch) -> None:
     from bbam_lite.pseudo.folder import LabelsFolder
 
+    # in this process (--workers 1), where the patched write_image runs; tests/test_pseudo_workers.py
+    # kills runs with workers
     argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "grabcut", "--limit", "4"]
+    argv += ["--workers", "1"]
     assert main([*argv, "--out", str(tmp_path / "full")]) == 0
     real = LabelsFolder.write_image
     calls = {"n": 0}

@@ -104,7 +104,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
     out = tmp_path / "labels"
-    argv = ["--data", str(tiny_synth), "--method", "box", "--limit", "3"]
+    # --workers 1: the images are written in this process, where PIL is patched
+    argv = ["--data", str(tiny_synth), "--method", "box", "--limit", "3", "--workers", "1"]
     status, err = _labels(argv, out, capsys)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert str(out) in err and "No space left on device" in err and "semantic/" in err

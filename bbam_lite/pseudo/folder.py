@@ -11,10 +11,10 @@ Layout of a labels folder ``LABELS``::
     ranks/<r>-of-<N>.json   what each process did (several processes only)
 
 Every file is written atomically (a temporary name renamed into place), so a killed run leaves no
-half-written file under a final name. An image is finished when its ``images/<id>.npz`` is
-readable; a per-image file that is damaged (truncated, not a zip) is reported in one line naming
-it and that image is labelled again. A write that fails (a full disk) raises
-:class:`LabelsFolderError` naming the folder and the file.
+half-written file under a final name, and its bytes depend on its content only (no time stamps).
+An image is finished when its ``images/<id>.npz`` is readable; a per-image file that is damaged
+(truncated, not a zip) is reported in one line naming it and that image is labelled again. A write
+that fails (a full disk) raises :class:`LabelsFolderError` naming the folder and the file.
 """
 
 from __future__ import annotations
@@ -124,6 +124,15 @@ class LabelsFolder:
             raise LabelsFolderError(
                 f"{self.settings_path}: not a pseudo-labels settings file ({e})"
             ) from None
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files a killed run left (``.<name>.*.tmp``, never under a final
+        name), so that a resumed folder holds what an uninterrupted run's does; returns them."""
+        dirs = [self.root, *(self.root / d for d in (self.IMAGES, self.MAPS, self.SEMANTIC, self.RANKS))]
+        stale = [p for d in dirs if d.is_dir() for p in d.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     # --------------------------------------------------------------------------- per image
     def is_done(self, image_id: int) -> bool:
@@ -252,9 +261,24 @@ def read_result_file(path: Path) -> tuple[list[InstanceLabel], list[dict]]:
     return insts, info
 
 
+#: The time stamp of every member of a per-image archive: the files' bytes depend on their content
+#: only, so a rerun, a resumed run or a run with other ``--workers`` writes the same bytes.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(f, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed(f, **arrays)`` with fixed time stamps (numpy stamps the current time)."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, value in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with z.open(member, "w", force_zip64=True) as fid:
+                np.lib.format.write_array(fid, np.asanyarray(value), allow_pickle=False)
+
+
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], writing: Callable) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write_npz(f, arrays)
 
     writing(path, lambda: atomic_save(path, write))

@@ -11,6 +11,9 @@ Several processes (``torchrun --nproc-per-node N -m bbam_lite pseudo-labels ...`
 the split is cut into blocks of ``batch_images`` images (methods that batch images; one image for
 the others) and rank r of N labels blocks r, r + N, r + 2N, ... (see :func:`shard`), records what it
 did in ``ranks/<r>-of-<N>.json``, and after a barrier rank 0 alone merges everything.
+
+Within a process, ``workers`` processes do the per-image CPU work while the method's device stage
+(BBAM's maps) goes on with the next batch (:mod:`bbam_lite.pseudo.workers`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from bbam_lite.metrics import LabelQuality
 from bbam_lite.pseudo.folder import ImageLabels, LabelsFolder, LabelsFolderError
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext, get_method
 from bbam_lite.pseudo.settings import PseudoLabelSettings
+from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, check_workers
 from bbam_lite.pseudo.writers import annotation, coco_instances
 
 
@@ -117,8 +121,18 @@ class PseudoLabeler:
         )
 
     def label_images(self, recs: Sequence[ImageRecord]) -> list[ImageLabels]:
-        """The labels of several images (one batch of the method's)."""
+        """The labels of several images (one batch of the method's), in this process."""
         return self.method.label_images(self.ctx, [self.boxes(r, r.load_image()) for r in recs])
+
+    def jobs(self, recs: Sequence[ImageRecord], folder: LabelsFolder) -> list[ImageJob]:
+        """The method's device stage on several images (one batch of the method's), and each image's
+        CPU work as a job for :class:`~bbam_lite.pseudo.workers.ImageWorkers`."""
+        items = [self.boxes(r, r.load_image()) for r in recs]
+        staged = self.method.device_stage(self.ctx, items)
+        return [
+            ImageJob.of(self.s.method, self.ctx, folder.root, it, st)
+            for it, st in zip(items, staged, strict=True)
+        ]
 
     def semantic(self, instances, height: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The class map, and each instance's foreground as it appears in it (the method's composition)."""
@@ -153,8 +167,13 @@ def generate(
     barrier: Callable[[], None] | None = None,
     batch_objects: int | str = 8,
     engine: EngineOptions | None = None,
+    workers: int = 1,
 ) -> dict:
     """Label ``dataset`` (its first ``limit`` images) into ``out``; returns the quality dict.
+
+    ``workers`` > 1 does each image's CPU work (the method's CPU stage and the image's files) in that
+    many worker processes while this process runs the next batches' device stage
+    (:mod:`bbam_lite.pseudo.workers`); the labels folder is the same, byte for byte, for any number.
 
     ``mean`` (the training images' channel mean, which BBAM's perturbation fills in) is computed
     from ``dataset`` when a method that runs the detector needs it and none is given. With
@@ -164,6 +183,7 @@ def generate(
     """
     folder = LabelsFolder(out)
     method = get_method(settings.method)
+    check_workers(workers)
     if settings.needs_detector and detector is None:
         raise ValueError(f"method {settings.method} with --boxes {settings.boxes} needs a detector")
     if world_size > 1 and barrier is None:
@@ -186,6 +206,7 @@ def generate(
         run_settings["maps"] = {k: v for k, v in source.items() if k != "settings"}
     if rank == 0:  # writes settings.json on a fresh run; the others check against it afterwards
         folder.check_settings(run_settings)
+        folder.remove_temporaries()  # of a killed run; nobody writes before the barrier
     sync()
     if rank != 0:
         folder.check_settings(run_settings)
@@ -201,12 +222,12 @@ def generate(
         unit="img",
         disable=not progress,
     )
-    for start in range(0, len(todo), chunk):
-        group = todo[start : start + chunk]
-        for rec, labels in zip(group, labeler.label_images(group), strict=True):
-            sem, _ = labeler.semantic(labels.instances, rec.height, rec.width)
-            folder.write_image(rec, labels, sem)
-            bar.update(1)
+    # no more workers than images: a worker costs its start (imports) before its first image
+    with ImageWorkers(max(1, min(workers, len(todo))), done=lambda image_id: bar.update(1)) as pool:
+        for start in range(0, len(todo), chunk):
+            for job in labeler.jobs(todo[start : start + chunk], folder):
+                pool.submit(job)
+        pool.finish()
     bar.close()
     seconds = time.perf_counter() - t0
     own = {

@@ -6,6 +6,24 @@ call, :meth:`Method.label`, that turns an image and its boxes into instance labe
 ignore, background per box). Decorate it with :func:`register` in a module of this package and every
 list of methods -- the CLI's ``--method``, the demo, ``scripts/compare_methods.py``, chapter 12's
 networks, figure colours and names -- picks it up.
+
+Labelling is two stages, so that the generator can keep the device busy while worker processes do
+the per-image CPU work (``bbam-lite pseudo-labels --workers N``, :mod:`bbam_lite.pseudo.workers`):
+
+* :meth:`Method.device_stage` runs in the main process on a batch of images (several when
+  ``batch_images``) with the full :class:`LabelContext` (detector, device, channel mean) and returns
+  one picklable payload per image (BBAM: the objects' attribution maps). Default: no device stage
+  (``None`` per image).
+* :meth:`Method.cpu_stage` turns one image and its payload into :class:`ImageLabels`. It may run in
+  a worker process, whose context holds the settings only (:meth:`LabelContext.for_worker`: no
+  detector, mean or device). Default: :meth:`Method.label`, so a method without device work only
+  implements ``label`` and gets parallel labelling for free; a method that uses the detector
+  overrides ``device_stage`` and keeps ``label`` / ``cpu_stage`` off the detector.
+
+The generator calls ``device_stage`` then, per image, ``cpu_stage``, :meth:`Method.semantic` and the
+labels folder's write, the same way whether one process or N do the per-image part; so its outputs
+do not depend on ``--workers``. Every stage is deterministic given its inputs (GrabCut seeds
+OpenCV's RNG per box), which that relies on.
 """
 
 from __future__ import annotations
@@ -49,6 +67,10 @@ class LabelContext:
     batch_objects: int | str = 8
     engine: Any = None  # bbam_lite.attribution.engine.EngineOptions
 
+    def for_worker(self) -> LabelContext:
+        """The context :meth:`Method.cpu_stage` gets: the settings only (what a worker process is sent)."""
+        return LabelContext(self.settings)
+
 
 @dataclass(frozen=True)
 class LabelVariant:
@@ -64,8 +86,8 @@ class LabelVariant:
 
 class Method:
     """One way to turn boxes into instance pseudo labels. Subclass, set the class attributes,
-    implement :meth:`label` (or :meth:`label_images` for methods that batch images), decorate with
-    :func:`register`."""
+    implement :meth:`label` (or :meth:`device_stage` and :meth:`cpu_stage` for methods with device
+    work, like BBAM), decorate with :func:`register`."""
 
     name: ClassVar[str]
     title: ClassVar[str]  # for tables and figures
@@ -85,18 +107,29 @@ class Method:
     paper: ClassVar[dict[str, dict[str, float]]] = {}
 
     def label(self, ctx: LabelContext, item: ImageBoxes) -> list[InstanceLabel]:
-        """One instance label per box of ``item``; per-object facts go in ``InstanceLabel.info``."""
+        """One instance label per box of ``item``; per-object facts go in ``InstanceLabel.info``.
+        Runs in a worker process (``ctx`` holds the settings only) unless :meth:`cpu_stage` is
+        overridden."""
         raise NotImplementedError
 
+    def device_stage(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[Any]:
+        """The work on the device for a batch of images, in the main process: one picklable payload
+        per image, handed to :meth:`cpu_stage` (default: none, ``None`` per image)."""
+        return [None] * len(items)
+
+    def cpu_stage(self, ctx: LabelContext, item: ImageBoxes, staged: Any) -> ImageLabels:
+        """One image's labels from its :meth:`device_stage` payload ``staged``; may run in a worker
+        process with ``ctx`` = :meth:`LabelContext.for_worker` (default: :meth:`label`)."""
+        insts = self.label(ctx, item)
+        for inst, score in zip(insts, item.scores, strict=True):
+            inst.score = float(score)
+        return ImageLabels(insts, [dict(i.info) for i in insts])
+
     def label_images(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[ImageLabels]:
-        """The labels of several images (default: :meth:`label` one image at a time)."""
-        out = []
-        for item in items:
-            insts = self.label(ctx, item)
-            for inst, score in zip(insts, item.scores, strict=True):
-                inst.score = float(score)
-            out.append(ImageLabels(insts, [dict(i.info) for i in insts]))
-        return out
+        """The labels of several images in this process: both stages, one after the other."""
+        staged = self.device_stage(ctx, items)
+        worker_ctx = ctx.for_worker()
+        return [self.cpu_stage(worker_ctx, it, st) for it, st in zip(items, staged, strict=True)]
 
     def semantic(
         self, settings: PseudoLabelSettings, instances: list[InstanceLabel], height: int, width: int

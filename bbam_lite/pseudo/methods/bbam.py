@@ -10,6 +10,7 @@ failed: its box becomes an ignore region with no foreground and its info says so
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -74,11 +75,12 @@ class BBAM(Method):
         "bbam": {"ap": 29.6, "ap50": 61.9, "ap75": 25.8},
     }
 
-    def label_images(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[ImageLabels]:
+    def device_stage(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[list[ObjectResult] | None]:
+        """The objects' BBAM results of each image (the batch optimised together); ``None`` per image
+        with ``--maps-from`` (the CPU stage reads the stored maps)."""
         s = ctx.settings
         if s.maps_from:
-            folder = LabelsFolder(s.maps_from)
-            return [self.from_maps(s, it, stored_results(folder, it.record)) for it in items]
+            return [None] * len(items)
         tasks = [
             ObjectTask(
                 image_tensor(it.image, ctx.device), torch.as_tensor(b), int(c), key=(it.record.image_id, k)
@@ -88,11 +90,16 @@ class BBAM(Method):
         ]
         cfg = s.bbam_config()
         results = explain(ctx.detector, tasks, cfg, ctx.mean, batch_size=ctx.batch_objects, engine=ctx.engine)
-        by_key = {r.key: r for r in results}
-        return [
-            self.from_maps(s, it, [by_key[(it.record.image_id, k)] for k in range(len(it.boxes))])
-            for it in items
-        ]
+        # what the CPU stage reads: the full-size map and the facts, not the coarse mask or history
+        by_key = {r.key: replace(r, mask=np.zeros((0, 0), np.float32), history={}) for r in results}
+        return [[by_key[(it.record.image_id, k)] for k in range(len(it.boxes))] for it in items]
+
+    def cpu_stage(
+        self, ctx: LabelContext, item: ImageBoxes, staged: list[ObjectResult] | None
+    ) -> ImageLabels:
+        s = ctx.settings
+        results = staged if staged is not None else stored_results(LabelsFolder(s.maps_from), item.record)
+        return self.from_maps(s, item, results)
 
     def from_maps(
         self, settings: PseudoLabelSettings, item: ImageBoxes, results: Sequence[ObjectResult]
