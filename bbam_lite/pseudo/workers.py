@@ -105,6 +105,10 @@ def _run_in_worker(job: ImageJob) -> tuple[int, list[tuple[str, type[Warning]]]]
     return image_id, [(str(w.message), w.category) for w in caught]
 
 
+def _started() -> None:
+    """A worker's first job: none (it makes the pool start every worker at once)."""
+
+
 def _init_worker() -> None:
     """One thread per worker; Ctrl-C is the main process's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -179,6 +183,8 @@ class ImageWorkers:
             self._pool = ProcessPoolExecutor(
                 self.workers, _context(self.start_method), initializer=_init_worker
             )
+            for _ in range(self.workers):  # start them now: their imports overlap the first device batch
+                self._pool.submit(_started)
         return self
 
     def __exit__(self, *exc) -> None:
