@@ -83,6 +83,7 @@ def roi_feature_layer(model: nn.Module, image: torch.Tensor, proposal: torch.Ten
         raise ValueError(f"Grad-CAM needs an FPN backbone; {type(model.backbone).__name__} has no .fpn")
     pooler = model.roi_heads.box_roi_pool
     names = list(pooler.featmap_names)
+    proposal = proposal.to(image.device)  # e.g. a box made on the CPU for an image on a GPU
     if pooler.map_levels is None:  # set up on the pooler's first call
         with torch.no_grad():
             roi_head_outputs(model, image[None], [proposal.reshape(1, 4)])

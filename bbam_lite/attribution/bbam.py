@@ -130,7 +130,11 @@ def adaptive_stride(area_ratio: float, base: float = 16.0, gain: float = 48.0) -
 
 
 def perturb(image: torch.Tensor, mask_up: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Phi(I, M) = I * M_up + mu * (1 - M_up), with mu the per-channel training mean."""
+    """Phi(I, M) = I * M_up + mu * (1 - M_up), with mu the per-channel training mean.
+
+    ``mask_up`` and ``mean`` may be on another device than ``image`` (a mask made on the CPU, the
+    workspace's CPU mean): they are moved to the image's device, where the result is."""
+    mask_up, mean = mask_up.to(image.device), mean.to(image.device)
     return image * mask_up + mean.view(3, 1, 1) * (1 - mask_up)
 
 

@@ -24,10 +24,15 @@ def jitter_boxes(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``n`` copies of ``box`` (x1, y1, x2, y2), each coordinate moved by up to ``amount`` of the
-    box's width (x) or height (y), clipped to the image and kept at least one pixel wide."""
+    box's width (x) or height (y), clipped to the image and kept at least one pixel wide.
+
+    The proposals are returned on the CPU whatever the devices of ``box`` and ``generator`` (the
+    draws are made on the generator's device): a CPU generator, as BBAM's ``task_generator``, gives
+    the same proposals for an image on the CPU and on a GPU."""
     x1, y1, x2, y2 = box.tolist()
     w, h = x2 - x1, y2 - y1
-    u = torch.rand(n, 4, generator=generator, dtype=torch.float64) * 2 - 1
+    device = generator.device if generator is not None else "cpu"
+    u = torch.rand(n, 4, generator=generator, dtype=torch.float64, device=device).cpu() * 2 - 1
     scale = torch.tensor([w, h, w, h], dtype=torch.float64) * amount
     out = torch.tensor([x1, y1, x2, y2], dtype=torch.float64) + u * scale
     out[:, [0, 2]] = out[:, [0, 2]].clamp(0, width)

@@ -42,7 +42,8 @@ class StudyObject:
         return max(x2 - x1, 0.0) * max(y2 - y1, 0.0) / (self.height * self.width)
 
     def task(self, device: str | torch.device = "cpu") -> ObjectTask:
-        """The object as a BBAM task on ``device``."""
+        """The object as a BBAM task: its image on ``device``, its box on the CPU (the functions
+        that take a task move the box where they need it)."""
         from bbam_lite.detector.evaluate import image_tensor
 
         return ObjectTask(image_tensor(self.image, device), torch.as_tensor(self.box), self.label, self.key)

@@ -53,7 +53,8 @@ def roi_head_outputs(model: FasterRCNN, images: torch.Tensor, proposals: list[to
     """f_box and f_cls for ``proposals[i]`` (x1, y1, x2, y2 in pixels of ``images[i]``).
 
     ``images`` is a (B, 3, H, W) float batch in [0, 1]; gradients flow back to it. Outputs of all
-    images are concatenated in the order of ``proposals``.
+    images are concatenated in the order of ``proposals``. Proposals may live on another device
+    than the images (a box made on the CPU for an image on the GPU): they are moved to the images'.
     """
     if images.dim() != 4 or len(proposals) != images.shape[0]:
         raise ValueError("images must be (B, 3, H, W) with one proposal tensor per image")
@@ -61,6 +62,7 @@ def roi_head_outputs(model: FasterRCNN, images: torch.Tensor, proposals: list[to
     image_list, _ = model.transform(list(images))
     scaled = []
     for props, (h, w) in zip(proposals, image_list.image_sizes, strict=True):
+        props = props.to(images.device)
         ratio = props.new_tensor([w / orig_size[1], h / orig_size[0], w / orig_size[1], h / orig_size[0]])
         scaled.append(props.to(images.dtype) * ratio)
     features = model.backbone(image_list.tensors)
