@@ -86,7 +86,7 @@ def test_a_run_killed_with_its_workers_resumes_to_the_same_folder(
     process's environment: BBAM's maps on the CPU depend on torch's thread count, which
     ``--workers`` leaves alone in the main process.)"""
     argv = ["pseudo-labels", "--data", str(tiny_synth), "--method", "bbam", "--detector", str(smoke_detector)]
-    argv += ["--iterations", "4", "--batch-images", "1", "--limit", "4"]
+    argv += ["--iterations", "2", "--batch-images", "1", "--limit", "4"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["--quiet", *argv, "--out", str(full), "--workers", "1"]) == 0
 
@@ -131,3 +131,25 @@ def test_a_dead_worker_is_one_line(tiny_synth) -> None:
         pool.finish()
     assert "a worker process died while labelling image" in str(err.value)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_methods_that_use_the_detector_do_so_in_their_device_stage() -> None:
+    """A worker's context has no detector: methods that need it override ``device_stage``."""
+    from bbam_lite.pseudo.methods import Method, methods
+
+    users = [m for m in methods() if m.needs_detector]
+    assert users and all(type(m).device_stage is not Method.device_stage for m in users)
+
+
+def test_a_job_carries_one_image_and_the_settings_only(tiny_synth) -> None:
+    import pickle
+
+    ds = load_dataset("synthetic", tiny_synth, "train")
+    rec = ds.records[0]
+    assert rec.has_masks
+    image = rec.load_image()
+    item = ImageBoxes(rec, image, rec.boxes, rec.labels, np.ones(len(rec.boxes), np.float32))
+    ctx = LabelContext(PseudoLabelSettings(method="box"), detector=object(), mean=np.zeros(3), device="cuda")
+    job = ImageJob.of("box", ctx, "labels", item, None)
+    assert job.ctx == LabelContext(ctx.settings) and not job.item.record.has_masks
+    assert len(pickle.dumps(job)) < image.nbytes + 4096

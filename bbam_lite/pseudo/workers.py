@@ -14,6 +14,10 @@ for the CPU when the CPU is behind, and memory stays bounded. Workers run one th
 OpenCV, OpenMP / BLAS) and ignore Ctrl-C (the main process stops them). A worker that dies (killed,
 out of memory) becomes one :class:`WorkerError` line; its image has no result file and is labelled
 again by a rerun, like any image a killed run did not finish.
+
+Workers are forked from a forkserver that imported their modules once (spawned where there is no
+forkserver). As in any program that starts processes so, a script that calls ``generate(...,
+workers=N)`` needs the ``if __name__ == "__main__":`` guard: each worker imports the script.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 from bbam_lite.pseudo.methods.base import ImageBoxes, LabelContext
 
-#: The most workers the default picks (each holds torch and one image's work: ~0.3-0.5 GB).
+#: The most workers the default picks (each holds its imports, ~0.25 GB, and one image's work).
 MAX_DEFAULT_WORKERS = 8
 
 #: Thread settings of the worker processes: one each, set before their libraries load.
