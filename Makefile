@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: setup demo test lint clean book chromium
+.PHONY: setup demo test lint clean book book-html chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ test: setup
 # The book: execute every notebook at the lite profile (resumable), then render book/_build/html.
 book: setup
 	$(VENV)/bin/bbam-lite book run --profile lite
+	$(VENV)/bin/bbam-lite book build
+
+# Only render the committed chapters (book/chapters/) to book/_build/html: under a minute.
+book-html: setup
 	$(VENV)/bin/bbam-lite book build
 
 # Headless Chromium for the book's browser test (Debian, as root; a few minutes with the download).

@@ -55,10 +55,11 @@ def dataset_kind(root: Path, kind: str) -> str:
     return "coco"
 
 
-def _load(root: Path, kind: str, split: str):
+def _load(root: Path, kind: str, split: str, split_option: str = "--split"):
+    """Read a split; a missing one is a one-line error naming ``split_option``, the option to change."""
     from bbam_lite.data import load_dataset
 
-    return load_dataset(dataset_kind(root, kind), root, split)
+    return load_dataset(dataset_kind(root, kind), root, split, split_option=split_option)
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -90,8 +91,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         overrides["warmup"] = args.warmup
     cfg = get_profile(args.profile, **overrides)
     kind = dataset_kind(args.data, args.dataset)
-    train = _load(args.data, kind, args.train_split)
-    val = _load(args.data, kind, args.val_split)
+    train = _load(args.data, kind, args.train_split, "--train-split")
+    val = _load(args.data, kind, args.val_split, "--val-split")
     info = {
         "kind": kind,
         "root": str(args.data.resolve()),

@@ -69,7 +69,7 @@ def _compiled_ops_load() -> bool:
     """Whether torchvision's compiled library loads with the installed torch."""
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
-        raise ImportError("torchvision is not installed: pip install torchvision==0.28.0")
+        raise ImportError("torchvision is not installed: pip install 'torchvision>=0.26,<0.29'")
     libs = sorted(Path(spec.origin).parent.glob("_C*.so")) + sorted(Path(spec.origin).parent.glob("_C*.pyd"))
     if not libs:
         return False

@@ -103,6 +103,36 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, tiny_synth, c
     assert message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train-detector", "--out", "{tmp}/r", "--profile", "smoke"], "--val-split"),
+        (["train-detector", "--out", "{tmp}/r", "--train-split", "tr"], "--train-split"),
+        (["pseudo-labels", "--split", "val", "--method", "box", "--out", "{tmp}/l"], "--split"),
+        (["eval-detector"], "--split"),
+        (["train-seg", "--task", "semantic", "--labels", "gt", "--out", "{tmp}/s"], "--val-split"),
+    ],
+)
+def test_a_dataset_without_the_split_says_which_option_picks_another(
+    argv, option, tmp_path, tiny_synth, capsys
+) -> None:
+    """A COCO-style folder with a train split only (no val): one line naming the option."""
+    import shutil
+
+    data = tmp_path / "coco"
+    shutil.copytree(tiny_synth, data)
+    (data / "dataset.json").unlink()
+    (data / "annotations" / "val.json").unlink()
+    shutil.rmtree(data / "images" / "val")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(["--quiet", *argv, "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    split = "tr" if "tr" in argv else "val"
+    assert f"no split '{split}'" in err and "splits here: train" in err, err
+    assert err.endswith(f"choose another with {option} NAME"), err
+
+
 def test_eval_refuses_a_detector_for_other_classes(tmp_path, tiny_synth, capsys) -> None:
     from bbam_lite.detector.model import build_detector, get_profile, save_detector
 

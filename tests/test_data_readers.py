@@ -323,6 +323,47 @@ def test_missing_voc_list_and_xml(tmp_path):
         read_voc(root, "train")
 
 
+@pytest.mark.filterwarnings("ignore::bbam_lite.data.records.DataWarning")
+def test_a_missing_split_names_the_splits_there_and_the_option(tmp_path):
+    """load_dataset: no val split is one line with the splits the folder has and the option to use."""
+    from bbam_lite.data import load_dataset
+
+    voc, _ = make_voc(tmp_path / "v")
+    with pytest.raises(DataError) as err:
+        load_dataset("voc", voc, "val", split_option="--val-split")
+    msg = str(err.value)
+    assert "no split 'val'" in msg and "ImageSets/Segmentation/val.txt not found" in msg
+    assert "splits here: train, train_aug" in msg and msg.endswith("choose another with --val-split NAME")
+    assert "\n" not in msg
+    assert len(load_dataset("voc", voc, "train_aug", split_option="--split")) == 3  # present: no error
+
+    coco = tmp_path / "c"
+    ann_file, _ = make_coco(coco)
+    (coco / "annotations").mkdir()
+    ann_file.rename(coco / "annotations" / "train.json")
+    (coco / "images").rename(tmp_path / "imgs")
+    (coco / "images").mkdir()
+    (tmp_path / "imgs").rename(coco / "images" / "train")
+    assert len(load_dataset("coco", coco, "train")) == 3
+    with pytest.raises(
+        DataError,
+        match=r"annotations/val\.json not found; splits here: train\); choose "
+        r"another with --split NAME$",
+    ):
+        load_dataset("coco", coco, "val", split_option="--split")
+    with pytest.raises(DataError, match=r"splits here: train\)$"):  # no option given: no hint
+        load_dataset("coco", coco, "val")
+    # the official COCO layout lists its instances_*2017 splits only
+    (coco / "annotations" / "captions_train2017.json").write_text("{}")
+    (coco / "annotations" / "instances_train2017.json").write_text("{}")
+    with pytest.raises(
+        DataError,
+        match=r"instances_val2017\.json or annotations/val\.json not found; "
+        r"splits here: train\)",
+    ):
+        load_dataset("coco", coco, "val")
+
+
 def test_coco_annotation_file_not_json(tmp_path):
     _, image_dir = make_coco(tmp_path)
     bad = tmp_path / "bad.json"

@@ -151,10 +151,10 @@ def train_network(
         grow_theta_bg=grow_theta_bg,
     )
     kind = dataset_kind(data, dataset)
-    train = _load(data, kind, train_split)
+    train = _load(data, kind, train_split, "--train-split")
     if limit is not None:
         train = train.subset(range(min(limit, len(train))))
-    val = _load(data, kind, val_split)
+    val = _load(data, kind, val_split, "--val-split")
     training_labels = TrainingLabels(train, labels, task)
     torch_device = torch.device(_device(device))
     init_path = init_weights(init, kind, profile)
