@@ -128,7 +128,10 @@ def test_every_page_in_headless_chromium(built):
         name = page["url"].rsplit("/", 1)[-1]
         assert page["loaded"], name
         assert [u for u in page["requests"] if remote(u)] == [], name
-        assert page["failed"] == [], name
+        failed = page["failed"]
+        if name.startswith("search.html"):  # its result summaries fetch pages, which file:// refuses
+            failed = [(u, e) for u, e in failed if not (u.startswith("file:") and u.endswith(".html"))]
+        assert failed == [], name
         broken = [i["src"] for i in page["images"] if not (i["complete"] and i["width"] > 0)]
         assert broken == [], f"{name}: images that did not load: {broken}"
         assert page["raw_tex"] == 0, f"{name}: TeX left untypeset in the text"
