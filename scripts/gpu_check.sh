@@ -16,7 +16,7 @@
 #   5. the same under a one-process torchrun (NCCL on CUDA, gloo on the CPU);
 #   6. pseudo-labels end to end at the paper profile (--profile full) on VOC-sized synthetic images
 #      (432 x 432 px, VOC's pixel count) with the default --workers (the per-image CPU work in worker
-#      processes), its objects per second beside the engine's of step 1.
+#      processes) and step 1's detector, its objects per second beside the engine's of step 1.
 #
 # --device cpu --small is the dry run this project's CPU machines can do (minutes, tiny sizes).
 set -euo pipefail
@@ -103,9 +103,19 @@ step "6. pseudo-labels end to end, paper profile, VOC-sized images, default --wo
 DATA_VOC="$OUT/data-voc"
 [ -f "$DATA_VOC/dataset.json" ] || "$PY" -m bbam_lite --quiet data synth --out "$DATA_VOC" --n-train "$VOC_IMAGES" \
   --n-val 0 --size "$VOC_SIZE"
+# the detector of step 1 (paper-r50, as scripts/bench_bbam.py builds it), so the objects/s compare
+[ -f "$OUT/paper-r50.pt" ] || "$PY" - "$OUT/paper-r50.pt" <<'EOF'
+import sys
+
+from bbam_lite.data.synthetic import CLASSES
+from bbam_lite.detector.model import build_detector, get_profile, save_detector
+
+cfg = get_profile("paper-r50")
+save_detector(sys.argv[1], build_detector(cfg, len(CLASSES)), cfg, ["background", *CLASSES], {"note": "gpu_check"})
+EOF
 t0=$(date +%s.%N)
 "$PY" -m bbam_lite --quiet pseudo-labels --data "$DATA_VOC" --method bbam --out "$OUT/labels-voc" --profile full \
-  --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" "${BBAM_ITER[@]}"
+  --detector "$OUT/paper-r50.pt" --device "$DEVICE" --batch-objects "$BATCH_OBJECTS" "${BBAM_ITER[@]}"
 t1=$(date +%s.%N)
 "$PY" -c "import json, os, sys; json.dump({'wall_s': float(sys.argv[2]) - float(sys.argv[1]), 'cores': len(os.sched_getaffinity(0))}, open(sys.argv[3], 'w'))" \
   "$t0" "$t1" "$OUT/labels-voc.wall.json"
