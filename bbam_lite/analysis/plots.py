@@ -662,8 +662,8 @@ def _row_colour(name: str) -> str:
 def comparison_bars(result: dict[str, Any], paper: dict[str, dict[str, float]]) -> plt.Figure:
     """Chapter 12's main comparison: semantic mIoU and instance mask AP50 (%) of the network trained
     on each kind of label, in the registry's colour of its method (solid: this run), beside the
-    paper's number on VOC val (hatched, "n/a" where the paper has none; the paper's semantic BBAM
-    number is the one with proposal refinement).
+    paper's number on VOC val (hatched, "n/a" where the paper has none: its semantic BBAM number
+    stands beside the row with proposal refinement, with which it was made).
 
     ``result`` is :func:`bbam_lite.experiments.networks.book_comparison`'s, ``paper`` its
     ``PAPER`` dict (fractions in ``result``, percent in ``paper``)."""
@@ -680,7 +680,7 @@ def comparison_bars(result: dict[str, Any], paper: dict[str, dict[str, float]]) 
         strict=True,
     ):
         ours = [rows[n].get(task, {}).get(key) for n in names]
-        ref = [paper.get("bbam_refined" if n == "bbam" and key == "miou" else n, {}).get(key) for n in names]
+        ref = [paper.get(n, {}).get(key) for n in names]
         ax.bar(x - 0.2, [0 if v is None else 100 * v for v in ours], 0.4, color=colours)
         ax.bar(
             x + 0.2,
