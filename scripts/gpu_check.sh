@@ -3,9 +3,10 @@
 #
 #   scripts/gpu_check.sh OUTDIR [--wheels DIR] [--device cuda|cpu] [--small]
 #
-# Runs on a machine that may have PyTorch but no network: what is missing (pycocotools, pydensecrf2,
-# tqdm, ...) is installed from --wheels DIR (built beforehand for that machine's Python; see
-# docs/benchmarks.md), never torch itself. The package runs from the checkout (PYTHONPATH). Writes
+# Runs on a machine that has PyTorch but may have no network: the package is installed over the
+# machine's PyTorch with `pip install -e .` (scripts/gpu_env.sh), what else is missing (pycocotools,
+# pydensecrf2, captum, ...) from --wheels DIR (built beforehand for that machine's Python; see
+# docs/benchmarks.md); the install stops if it would replace torch or torchvision. Writes
 # OUTDIR/gpu_check.log and one JSON per step, and prints a short table last:
 #
 #   1. the paper-profile benchmark: reference loop vs engine, with the noise floor and the verdict
@@ -41,21 +42,13 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 PY=${PYTHON:-python3}
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export BBAM_LITE_EAGER_ROI_ALIGN=${BBAM_LITE_EAGER_ROI_ALIGN:-1}
 echo "gpu_check $(date -u +%FT%TZ) device=$DEVICE small=$SMALL commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
 
-# --- what is missing, from the wheels folder (torch and torchvision are the machine's own) -----
-need=()
-for pair in pycocotools:pycocotools pydensecrf:pydensecrf2 tqdm:tqdm scipy:scipy skimage:scikit-image cv2:opencv-python-headless PIL:pillow matplotlib:matplotlib; do
-  mod=${pair%%:*}; pkg=${pair#*:}
-  "$PY" -c "import $mod" 2>/dev/null || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  [ -n "$WHEELS" ] || { echo "gpu_check: missing ${need[*]} and no --wheels folder to install them from" >&2; exit 2; }
-  echo "installing from $WHEELS: ${need[*]}"
-  "$PY" -m pip install --no-index --find-links "$WHEELS" --no-deps "${need[@]}"
-fi
+# --- the package over the machine's PyTorch, the rest from the wheels folder ------------------------
+# shellcheck source=scripts/gpu_env.sh
+. "$ROOT/scripts/gpu_env.sh"
+gpu_install
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 
 if [ "$SMALL" = 1 ]; then
