@@ -163,6 +163,7 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
             y="loss",
             hue="loss of",
             palette=palette,
+            seed=0,
             ax=ax,
         )
         ax.set_title(f"optimising: {name} ({c['objects']} objects)", fontsize=10)
@@ -219,7 +220,7 @@ def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
     for ax, (key, label) in zip(
         axes, (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU")), strict=True
     ):
-        sns.lineplot(data=df, x="noise", y=key, hue="title", palette=palette, marker="o", ax=ax)
+        sns.lineplot(data=df, x="noise", y=key, hue="title", palette=palette, marker="o", seed=0, ax=ax)
         ax.axvline(0, c="k", lw=0.6, ls=":")
         ax.set_xlabel("box noise (%): < 0 contracted, > 0 expanded")
         ax.set_ylabel(label)
@@ -562,6 +563,7 @@ def stride_iou_figure(study: dict[str, Any]) -> plt.Figure:
             hue="setting",
             palette=palette,
             errorbar=("ci", 95),
+            seed=0,  # the band is a bootstrap: the same figure every run
             marker="o",
             ax=ax,
         )
