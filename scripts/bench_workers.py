@@ -25,24 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_FACTS = ("seconds_this_run", "images_this_run")
-
-
-def folder_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file of a labels folder (quality.json without its run facts), by relative path."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            if path.name == "quality.json":
-                q = {k: v for k, v in json.loads(data).items() if k not in RUN_FACTS}
-                data = json.dumps(q, indent=2).encode()
-            out[str(path.relative_to(folder))] = data
-    return out
 
 
 def differing(a: Path, b: Path) -> list[str]:
-    fa, fb = folder_bytes(a), folder_bytes(b)
+    from bbam_lite.pseudo.folder import label_bytes
+
+    fa, fb = label_bytes(a), label_bytes(b)
     return sorted(set(fa) ^ set(fb)) + [k for k in fa if k in fb and fa[k] != fb[k]]
 
 

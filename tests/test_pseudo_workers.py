@@ -17,27 +17,13 @@ import pytest
 from bbam_lite.cli import main
 from bbam_lite.data import load_dataset
 from bbam_lite.pseudo import workers as workers_module
+from bbam_lite.pseudo.folder import label_bytes
 from bbam_lite.pseudo.generate import generate
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, WorkerError, check_workers, default_workers
 
 TINY_BBAM = {"iterations": 2, "n_jitter": 16, "max_positives": 4}
-#: quality.json's facts about the run itself (time taken, images done by this run), not the labels
-RUN_FACTS = ("seconds_this_run", "images_this_run")
-
-
-def folder_bytes(folder) -> dict[str, bytes]:
-    """Every file of a labels folder (quality.json without its run facts), by relative path."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            if path.name == "quality.json":
-                q = {k: v for k, v in json.loads(data).items() if k not in RUN_FACTS}
-                data = json.dumps(q, indent=2).encode()
-            out[str(path.relative_to(folder))] = data
-    return out
 
 
 def test_default_workers_and_bad_values(monkeypatch) -> None:
@@ -71,7 +57,7 @@ def test_workers_write_the_same_folder_byte_for_byte(method, tiny_synth, smoke_d
     for n in (1, 2):
         folders[n] = tmp_path / f"workers{n}"
         generate(ds, s, folders[n], det, limit=3, batch_images=2, progress=False, workers=n)
-    one, two = folder_bytes(folders[1]), folder_bytes(folders[2])
+    one, two = label_bytes(folders[1]), label_bytes(folders[2])
     assert len(one) >= 3 * 2 + 3  # settings, instances, quality; per image a result and a class map
     assert one.keys() == two.keys() and [k for k in one if one[k] != two[k]] == []
 
@@ -107,7 +93,7 @@ def test_a_run_killed_with_its_workers_resumes_to_the_same_folder(
     assert 1 <= done < 3 and not (cut / "instances.json").exists()
     assert main(["--quiet", *argv, "--out", str(cut), "--workers", "2"]) == 0
     assert json.loads((cut / "quality.json").read_text())["images_this_run"] == 3 - done
-    one, two = folder_bytes(full), folder_bytes(cut)
+    one, two = label_bytes(full), label_bytes(cut)
     assert one.keys() == two.keys() and [k for k in one if one[k] != two[k]] == []
 
 

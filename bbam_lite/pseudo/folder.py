@@ -39,6 +39,25 @@ from bbam_lite.utils.run_folder import check_run_settings
 _UNREADABLE = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError)
 
 
+#: quality.json fields that describe a run (its time, how many images it did), not its labels
+RUN_FACTS = ("seconds_this_run", "images_this_run")
+
+
+def label_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a labels folder by relative path, ``quality.json`` without its
+    :data:`RUN_FACTS`: two folders with equal label bytes hold the same labels (how
+    ``--workers`` and resumed runs are checked against an uninterrupted one-worker run)."""
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name == "quality.json":
+                q = {k: v for k, v in json.loads(data).items() if k not in RUN_FACTS}
+                data = json.dumps(q, indent=2).encode()
+            out[str(path.relative_to(folder))] = data
+    return out
+
+
 class LabelsFolderError(ValueError):
     """A labels folder that cannot be read or written (one line: which folder, which file)."""
 
