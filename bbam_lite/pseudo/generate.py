@@ -34,7 +34,7 @@ from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.detector.heads import detect
 from bbam_lite.metrics import LabelQuality
-from bbam_lite.pseudo.folder import ImageLabels, LabelsFolder, LabelsFolderError
+from bbam_lite.pseudo.folder import LabelsFolder, LabelsFolderError
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext, get_method
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, check_workers
@@ -119,10 +119,6 @@ class PseudoLabeler:
             out["labels"].cpu().numpy().astype(np.int64),
             out["scores"].cpu().numpy(),
         )
-
-    def label_images(self, recs: Sequence[ImageRecord]) -> list[ImageLabels]:
-        """The labels of several images (one batch of the method's), in this process."""
-        return self.method.label_images(self.ctx, [self.boxes(r, r.load_image()) for r in recs])
 
     def jobs(self, recs: Sequence[ImageRecord], folder: LabelsFolder) -> list[ImageJob]:
         """The method's device stage on several images (one batch of the method's), and each image's

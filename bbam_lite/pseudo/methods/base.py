@@ -125,12 +125,6 @@ class Method:
             inst.score = float(score)
         return ImageLabels(insts, [dict(i.info) for i in insts])
 
-    def label_images(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[ImageLabels]:
-        """The labels of several images in this process: both stages, one after the other."""
-        staged = self.device_stage(ctx, items)
-        worker_ctx = ctx.for_worker()
-        return [self.cpu_stage(worker_ctx, it, st) for it, st in zip(items, staged, strict=True)]
-
     def semantic(
         self, settings: PseudoLabelSettings, instances: list[InstanceLabel], height: int, width: int
     ) -> tuple[np.ndarray, list[np.ndarray]]:
