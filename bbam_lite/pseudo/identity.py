@@ -131,15 +131,16 @@ def check_labels(folder: LabelsFolder, dataset: BoxDataset, used: BoxDataset | N
                 stacklevel=2,
             )
         return
-    if not folder.settings_path.is_file():
+    made = folder.settings() if folder.settings_path.is_file() else {}
+    if "dataset" not in made:
         if folder.root.is_dir() and any(folder.root.iterdir()):
             warnings.warn(
-                f"{folder.root}: no settings.json or {IDENTITY}: cannot check which images it labels",
+                f"{folder.root}: neither {IDENTITY} nor settings.json names a dataset: cannot check "
+                "which images it labels",
                 DataWarning,
                 stacklevel=2,
             )
         return  # an empty or missing folder: the readers say what is missing
-    made = folder.settings()
     root = made.get("root")
     mine = _root(dataset)
     absolute = root is not None and mine is not None and Path(root).is_absolute()
