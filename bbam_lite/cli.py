@@ -78,6 +78,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train_detector(args: argparse.Namespace) -> int:
+    from bbam_lite.data import check_not_empty
     from bbam_lite.data.synthetic import read_metadata
     from bbam_lite.detector.model import get_profile
     from bbam_lite.detector.train import train_detector
@@ -92,6 +93,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     cfg = get_profile(args.profile, **overrides)
     kind = dataset_kind(args.data, args.dataset)
     train = _load(args.data, kind, args.train_split, "--train-split")
+    check_not_empty(train, f"to train on (--train-split {args.train_split})")
     val = _load(args.data, kind, args.val_split, "--val-split")
     info = {
         "kind": kind,
@@ -120,20 +122,23 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         )
     if not ranks.is_main:
         return 0
-    print(
-        f"{args.out}/detector.pt: box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on "
-        f"{result['val_images']} val images; {result['train_seconds'] / 60:.1f} min"
+    scored = (
+        f"box AP50 {result['box_ap50']:.3f}, AP {result['box_ap']:.3f} on {result['val_images']} val images"
+        if result["val_images"]
+        else f"not scored: {val.name} has no images (--val-split {args.val_split})"
     )
+    print(f"{args.out}/detector.pt: {scored}; {result['train_seconds'] / 60:.1f} min")
     return 0
 
 
 def cmd_eval_detector(args: argparse.Namespace) -> int:
+    from bbam_lite.data import check_not_empty
     from bbam_lite.detector.evaluate import evaluate_detector
     from bbam_lite.detector.model import load_detector
     from bbam_lite.utils.io import atomic_write_json
     from bbam_lite.weights import default_detector_path
 
-    ds = _load(args.data, args.dataset, args.split)
+    ds = check_not_empty(_load(args.data, args.dataset, args.split), f"to score (--split {args.split})")
     path = args.detector or default_detector_path()
     det = load_detector(path, _device(args.device), class_names=ds.class_names)
     metrics = evaluate_detector(det.model, ds, args.device, progress=not args.quiet)
@@ -146,6 +151,7 @@ def cmd_eval_detector(args: argparse.Namespace) -> int:
 
 def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.attribution.engine import EngineOptions
+    from bbam_lite.data import check_not_empty
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
     from bbam_lite.pseudo.settings import PseudoLabelSettings
@@ -154,7 +160,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.weights import default_detector_path
 
     kind = dataset_kind(args.data, args.dataset)
-    ds = _load(args.data, kind, args.split)
+    ds = check_not_empty(_load(args.data, kind, args.split), f"to label (--split {args.split})")
     profile = args.profile or ("lite" if kind == "synthetic" else "full")
     bbam = {k: v for k, v in {"iterations": args.iterations, "lam": args.lam}.items() if v is not None}
     if args.context_crop:

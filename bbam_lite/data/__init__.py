@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bbam_lite.data.records import BoxDataset, DataError, DataWarning, ImageRecord
+from bbam_lite.data.records import BoxDataset, DataError, DataWarning, ImageRecord, check_not_empty
 
 DATASETS = ("synthetic", "voc", "coco")
 
@@ -91,6 +91,7 @@ __all__ = [
     "DataWarning",
     "ImageRecord",
     "available_splits",
+    "check_not_empty",
     "check_split",
     "load_dataset",
     "split_files",

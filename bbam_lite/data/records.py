@@ -108,6 +108,14 @@ class BoxDataset:
         return BoxDataset([self.records[i] for i in indices], self.class_names, self.name, self.root)
 
 
+def check_not_empty(dataset: BoxDataset, what: str) -> BoxDataset:
+    """``dataset``, or a one-line :class:`DataError` naming it when it has no images; ``what`` says
+    what the images were for and how they were chosen, e.g. ``"to train on (--train-split train)"``."""
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.name} ({dataset.root}) has no images {what}")
+    return dataset
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """Read an image file as uint8 RGB, converting grayscale, 16-bit, palette and RGBA images.
 

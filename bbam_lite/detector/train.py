@@ -224,8 +224,8 @@ def train_detector(
         done = it + 1
         if not ranks.is_main:
             continue
-        if done % cfg.eval_every == 0 or done == cfg.iterations:
-            n = min(cfg.eval_images, len(val))
+        n = min(cfg.eval_images, len(val))  # no val images: nothing to score, no AP line
+        if n and (done % cfg.eval_every == 0 or done == cfg.iterations):
             metrics = evaluate_detector(model, val.subset(range(n)), dev, progress=False)
             model.train()
             log.append(
@@ -255,7 +255,7 @@ def train_detector(
     seconds = time.perf_counter() - t0
     if not ranks.is_main:
         return {"train_seconds": round(seconds, 1), "iterations": cfg.iterations}
-    metrics = evaluate_detector(model, val, dev, progress=progress)
+    metrics = evaluate_detector(model, val, dev, progress=progress) if len(val) else {}
     meta = {
         "iterations": cfg.iterations,
         "train_seconds": round(seconds, 1),

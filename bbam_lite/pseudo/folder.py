@@ -3,6 +3,7 @@
 Layout of a labels folder ``LABELS``::
 
     settings.json           what the labels were made with; a rerun with other settings is refused
+    identity.json           the dataset split and images labelled (:mod:`bbam_lite.pseudo.identity`)
     images/<image_id>.npz   one finished image (instances, masks, per-object info), written last
     semantic/<name>.png     VOC-style class map, 255 = ignore
     bbam/<image_id>.npz     the method's maps (float16; BBAM), for reuse by analyses and --maps-from
@@ -12,8 +13,9 @@ Layout of a labels folder ``LABELS``::
 
 Every file is written atomically (a temporary name renamed into place), so a killed run leaves no
 half-written file under a final name, and its bytes depend on its content only (no time stamps).
-An image is finished when its ``images/<id>.npz`` is readable; a per-image file that is damaged
-(truncated, not a zip) is reported in one line naming it and that image is labelled again. A write
+An image is finished when its ``images/<id>.npz`` is readable; a rerun reads every per-image file
+of the finished images (result, class map, maps), and one that is damaged (truncated, not a zip,
+not a PNG) or missing is reported in one line naming it and that image is labelled again. A write
 that fails (a full disk) raises :class:`LabelsFolderError` naming the folder and the file.
 """
 
@@ -171,12 +173,25 @@ class LabelsFolder:
                 todo.append(rec)
                 continue
             try:
-                self.read_image(rec.image_id)
+                self.check_image(rec)
             except LabelsFolderError as e:
                 warnings.warn(f"{e}; labelling image {rec.image_id} again", LabelsFolderWarning, stacklevel=2)
                 path.unlink()
                 todo.append(rec)
         return todo
+
+    def check_image(self, rec: ImageRecord) -> None:
+        """Read every file of one finished image (result, class map, maps where stored); a damaged
+        or missing one raises :class:`LabelsFolderError` naming it."""
+        self.read_image(rec.image_id)
+        sem = self.read_semantic(rec)
+        if sem.shape != (rec.height, rec.width):
+            raise LabelsFolderError(
+                f"{self.semantic_path(rec)}: damaged class map ({sem.shape[1]}x{sem.shape[0]}, "
+                f"image {rec.width}x{rec.height})"
+            )
+        if self.has_maps(rec.image_id):
+            self.read_maps(rec.image_id)
 
     def write_image(self, rec: ImageRecord, labels: ImageLabels, semantic: np.ndarray) -> None:
         """Write one image's class map, maps and result; the result last (it marks the image done)."""
@@ -222,7 +237,10 @@ class LabelsFolder:
         path = self.semantic_path(rec)
         if not path.is_file():
             raise LabelsFolderError(f"{path}: semantic label missing for image id {rec.image_id}")
-        return read_semantic_png(path)
+        try:
+            return read_semantic_png(path)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated, not a PNG, bad chunk
+            raise LabelsFolderError(f"{path}: damaged class map ({type(e).__name__}: {e})") from None
 
     def images_with_maps(self, recs: Iterable[ImageRecord]) -> list[ImageRecord]:
         return [r for r in recs if self.has_maps(r.image_id)]

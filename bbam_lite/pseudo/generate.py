@@ -30,11 +30,12 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.attribution.engine import EngineOptions
-from bbam_lite.data.records import BoxDataset, ImageRecord
+from bbam_lite.data.records import BoxDataset, DataError, ImageRecord
 from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.detector.heads import detect
 from bbam_lite.metrics import LabelQuality
 from bbam_lite.pseudo.folder import LabelsFolder, LabelsFolderError
+from bbam_lite.pseudo.identity import record_identity
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext, get_method
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, check_workers
@@ -200,8 +201,11 @@ def generate(
     if settings.maps_from:
         source = check_maps_source(settings, dataset)
         run_settings["maps"] = {k: v for k, v in source.items() if k != "settings"}
+    if not recs:
+        raise DataError(f"{dataset.name} ({dataset.root}): no images to label (limit {limit})")
     if rank == 0:  # writes settings.json on a fresh run; the others check against it afterwards
         folder.check_settings(run_settings)
+        record_identity(folder, dataset, recs)
         folder.remove_temporaries()  # of a killed run; nobody writes before the barrier
     sync()
     if rank != 0:

@@ -134,7 +134,10 @@ def train_network(
     import torch
 
     from bbam_lite.cli import _device, _load, dataset_kind
-    from bbam_lite.segment.targets import TrainingLabels
+    from bbam_lite.data import check_not_empty
+    from bbam_lite.pseudo.folder import LabelsFolder
+    from bbam_lite.pseudo.identity import check_labels
+    from bbam_lite.segment.targets import GT, TrainingLabels
     from bbam_lite.segment.train import InstanceJob, SemanticJob, train_segmentation
 
     data, out = Path(data), Path(out)
@@ -151,10 +154,12 @@ def train_network(
         grow_theta_bg=grow_theta_bg,
     )
     kind = dataset_kind(data, dataset)
-    train = _load(data, kind, train_split, "--train-split")
-    if limit is not None:
-        train = train.subset(range(min(limit, len(train))))
+    split = _load(data, kind, train_split, "--train-split")
+    check_not_empty(split, f"to train on (--train-split {train_split})")
+    train = split.subset(range(min(limit, len(split)))) if limit is not None else split
     val = _load(data, kind, val_split, "--val-split")
+    if str(labels) != GT:
+        check_labels(LabelsFolder(labels), split, used=train)
     training_labels = TrainingLabels(train, labels, task)
     torch_device = torch.device(_device(device))
     init_path = init_weights(init, kind, profile)
@@ -197,6 +202,7 @@ def evaluate_run(
     score after dense-CRF post-processing. ``limit``: only the first N images (0 / None: all).
     """
     from bbam_lite.cli import _device, _load, dataset_kind
+    from bbam_lite.data import check_not_empty
     from bbam_lite.segment.checkpoint import load_segmenter
     from bbam_lite.segment.evaluate import evaluate_instance_model, evaluate_semantic_model
     from bbam_lite.utils.io import atomic_write_json
@@ -211,7 +217,8 @@ def evaluate_run(
     root = Path(data) if data else Path(info.get("root", ""))
     kind = dataset_kind(root, dataset if data else info.get("kind", dataset))
     loaded = load_segmenter(run / "model.pt", _device(device))
-    ds = _load(root, kind, split or info.get("val_split", "val"))
+    split = split or info.get("val_split", "val")
+    ds = check_not_empty(_load(root, kind, split), f"to score (--split {split})")
     if ds.class_names != loaded.class_names:
         raise ValueError(
             f"{run}/model.pt: trained for classes {loaded.class_names[1:]}, {root} has {ds.class_names[1:]}"
@@ -223,7 +230,7 @@ def evaluate_run(
     result = {
         "task": loaded.task,
         "profile": loaded.config.profile,
-        "split": split or info.get("val_split", "val"),
+        "split": split,
         "data": str(root.resolve()),
         "images": len(ds),
         "train_seconds": loaded.meta.get("train_seconds"),
@@ -251,13 +258,17 @@ def evaluate_labels_folder(
     NoTrain rows) and write the result to ``json_path`` (default ``LABELS/metrics-SPLIT.json``);
     returns it. ``limit``: only the first N images (0 / None: all)."""
     from bbam_lite.cli import _load
+    from bbam_lite.data import check_not_empty
+    from bbam_lite.pseudo.folder import LabelsFolder
+    from bbam_lite.pseudo.identity import check_labels
     from bbam_lite.segment.evaluate import evaluate_labels
     from bbam_lite.utils.io import atomic_write_json
 
     t0 = time.perf_counter()
     labels = Path(labels)
-    ds = _load(Path(data), dataset, split)
-    ds = ds.subset(range(min(limit, len(ds)))) if limit else ds
+    whole = check_not_empty(_load(Path(data), dataset, split), f"to score (--split {split})")
+    ds = whole.subset(range(min(limit, len(whole)))) if limit else whole
+    check_labels(LabelsFolder(labels), whole, used=ds)
     result = {"split": split, **evaluate_labels(labels, ds, progress=progress)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(Path(json_path) if json_path else labels / f"metrics-{split}.json", result, indent=2)

@@ -104,19 +104,36 @@ class TrainingLabels:
         else:
             self.records = self._labelled_records()
         if not self.records:
-            raise DataError(f"{self.source}: labels no image of {dataset.name}")
+            where = "--labels gt" if self.source == GT else str(self.source)
+            raise DataError(
+                f"{where}: none of the {len(dataset)} images of {dataset.name} ({dataset.root}) "
+                f"has {task} labels there"
+            )
 
     def _labelled_records(self) -> list[ImageRecord]:
         root = self.source
         if not root.is_dir():
             raise DataError(f"{root}: labels folder not found")
         folder = LabelsFolder(root)
+        if not folder.settings_path.is_file() and not any(root.iterdir()):
+            raise DataError(
+                f"{root}: empty folder, no labels (no {folder.SETTINGS}, no {folder.SEMANTIC}/); "
+                f"make them with bbam-lite pseudo-labels --out {root}"
+            )
         if self.task == "semantic":
             sem = root / folder.SEMANTIC
-            if not sem.is_dir():
-                raise DataError(f"{sem}: no semantic/ folder (not a bbam-lite labels folder?)")
+            if not sem.is_dir() or not any(sem.glob("*.png")):
+                raise DataError(
+                    f"{root}: labels folder holds no semantic labels ({folder.SEMANTIC}/*.png: none; "
+                    "its run labelled no image yet)"
+                )
             return [r for r in self.dataset if folder.semantic_path(r).is_file()]
         path = folder.instances_path
+        if not path.is_file():
+            raise DataError(
+                f"{root}: labels folder has no {folder.INSTANCES} (its run has not finished; rerun "
+                "bbam-lite pseudo-labels to finish it)"
+            )
         data = load_coco_json(path)
         names = {c["id"]: c["name"] for c in data["categories"]}
         want = dict(enumerate(self.dataset.class_names))
