@@ -32,7 +32,7 @@ from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
 from bbam_lite.utils.distributed import Ranks
-from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
+from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json, make_folder
 from bbam_lite.utils.run_folder import check_run_settings
 
 #: A process that trains on its own (no torchrun).
@@ -155,7 +155,7 @@ def train_detector(
             "use a process count that divides it"
         )
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
+    make_folder(run)
     check_run_settings(
         run,
         {
