@@ -232,6 +232,15 @@ class LabelsFolder:
         self._writing(self.instances_path, lambda: write_coco_json(self.instances_path, data))
 
     def write_quality(self, quality: dict) -> None:
+        """Write ``quality.json``; a rerun that labelled nothing (``images_this_run`` 0) and would
+        change only the :data:`RUN_FACTS` keeps the stored file (so it writes nothing)."""
+        stored = self.quality()
+        if quality.get("images_this_run") == 0 and stored is not None:
+            new = json.loads(json.dumps(quality))
+            if {k: v for k, v in stored.items() if k not in RUN_FACTS} == {
+                k: v for k, v in new.items() if k not in RUN_FACTS
+            }:
+                return
         self._writing(self.quality_path, lambda: atomic_write_json(self.quality_path, quality, indent=2))
 
     def quality(self) -> dict | None:
