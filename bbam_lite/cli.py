@@ -1,6 +1,7 @@
 """The ``bbam-lite`` command (also ``python -m bbam_lite``).
 
-Every subcommand reports bad input in one line on stderr and exits with status 2.
+Every subcommand reports bad input, and an output it cannot write, in one line on stderr and exits
+with status 2.
 """
 
 from __future__ import annotations
@@ -445,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bbam_lite.data.records import DataError
     from bbam_lite.detector.model import CheckpointError
+    from bbam_lite.utils.io import WriteError, check_output_folder
     from bbam_lite.utils.run_folder import RunSettingsError
 
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -457,8 +459,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings(
                 "ignore", category=DeprecationWarning, module=r"(pycocotools|torch|torchvision)\b.*"
             )
+            if getattr(args, "out", None) is not None:  # every command's --out is a folder
+                check_output_folder(args.out, "--out")
             return int(args.func(args) or 0)
-    except (DataError, CheckpointError, RunSettingsError, FileExistsError, ValueError) as exc:
+    except (DataError, CheckpointError, RunSettingsError, WriteError, FileExistsError, ValueError) as exc:
         print(f"bbam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -96,7 +96,10 @@ def method_grid(
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
+        from bbam_lite.utils.io import writing
+
+        with writing(path):
+            fig.savefig(path, dpi=110)
     return fig
 
 

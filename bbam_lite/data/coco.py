@@ -133,7 +133,7 @@ def read_coco(ann_file: Path, image_dir: Path, name: str | None = None) -> BoxDa
                 f"not in the category list {sorted(cat_to_label)}"
             )
         if ann.get("iscrowd", 0):
-            tally.add("crowd annotations left out")
+            tally.add("crowd annotations left out", items=[f"annotation {ann.get('id')}"])
             continue
         by_image[ann["image_id"]].append(ann)
 
@@ -151,9 +151,11 @@ def read_coco(ann_file: Path, image_dir: Path, name: str | None = None) -> BoxDa
         anns = by_image[img["id"]]
         xywh = np.array([_bbox(a, where) for a in anns], dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        boxes, keep = clean_boxes(xyxy, width, height, where, tally)
+        names = [f"annotation {a.get('id')}" for a in anns]
+        written = [f"bbox {json.dumps(a.get('bbox'))} (x, y, w, h)" for a in anns]
+        boxes, keep = clean_boxes(xyxy, width, height, where, tally, names, written)
         if len(keep) == 0:
-            tally.add("images without objects skipped")
+            tally.add("images without objects skipped", items=[f"image id {img['id']} ({file_name})"])
             continue
         kept = [anns[i] for i in keep]
         labels = np.array([cat_to_label[a["category_id"]] for a in kept], dtype=np.int64)

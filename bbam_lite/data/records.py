@@ -16,7 +16,9 @@ Bad input policy, the same for every reader:
 * an image left without objects: skipped, counted;
 * grayscale, 16-bit or RGBA images: converted to 8-bit RGB when loaded.
 
-The counts are reported in one :class:`DataWarning` per dataset, not one per item.
+The counts are reported in one :class:`DataWarning` per dataset, not one per item, naming the
+first few items of each (annotation ids, files). A bad box's error names its file, its annotation
+and the box as the file writes it.
 """
 
 from __future__ import annotations
@@ -154,46 +156,79 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 class ItemTally:
-    """Counts repairs and skips while a reader runs, then warns once with the totals."""
+    """Counts repairs and skips while a reader runs, then warns once with the totals and the first
+    :attr:`SHOWN` items of each (``"3 boxes clipped to the image (annotation 4, annotation 9 and 1
+    more)"``)."""
+
+    SHOWN = 5
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.counts: Counter[str] = Counter()
+        self.items: dict[str, list[str]] = {}
 
-    def add(self, what: str, n: int = 1) -> None:
+    def add(self, what: str, n: int = 1, items: Sequence[str] = ()) -> None:
+        """Count ``n`` items of kind ``what``; ``items`` names them (the first few are kept)."""
         if n:  # a zero count must not create an entry: it would make a clean dataset warn
             self.counts[what] += n
+            named = self.items.setdefault(what, [])
+            named.extend(list(items)[: max(0, self.SHOWN - len(named))])
 
     def warn(self) -> None:
-        if self.counts:
-            parts = ", ".join(f"{n} {what}" for what, n in sorted(self.counts.items()))
-            warnings.warn(f"{self.source}: {parts}", DataWarning, stacklevel=3)
+        if not self.counts:
+            return
+        parts = []
+        for what, n in sorted(self.counts.items()):
+            named = self.items.get(what, [])
+            more = f" and {n - len(named)} more" if named and n > len(named) else ""
+            parts.append(f"{n} {what}" + (f" ({', '.join(named)}{more})" if named else ""))
+        warnings.warn(f"{self.source}: {'; '.join(parts)}", DataWarning, stacklevel=3)
 
 
 def clean_boxes(
-    boxes: np.ndarray, width: int, height: int, where: str, tally: ItemTally
+    boxes: np.ndarray,
+    width: int,
+    height: int,
+    where: str,
+    tally: ItemTally,
+    names: Sequence[str] | None = None,
+    written: Sequence[str] | None = None,
+    in_file: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip boxes to the image and drop empty ones.
 
     Returns the cleaned (M, 4) float32 boxes and the indices of the input boxes kept. NaN or
-    infinite coordinates and boxes with x2 < x1 or y2 < y1 raise :class:`DataError`.
+    infinite coordinates and boxes with x2 < x1 or y2 < y1 raise :class:`DataError` naming
+    ``where`` (the file), ``names[i]`` (the annotation, e.g. ``"annotation 7"``; default ``"box
+    i"``) and ``written[i]`` (the box as the file writes it; default the corners). Clipped and
+    dropped boxes are counted in ``tally`` under their names, followed by ``of IN_FILE`` when the
+    tally's source is not the file that holds them.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    names = list(names) if names is not None else [f"box {i}" for i in range(len(boxes))]
+    written = list(written) if written is not None else [str(b.tolist()) for b in boxes]
+
+    def fail(bad: np.ndarray, problem: str) -> None:
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: {names[i]} has {problem}: {written[i]}")
+
     if not np.all(np.isfinite(boxes)):
-        bad = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
-        raise DataError(f"{where}: box {bad} has a NaN or infinite coordinate: {boxes[bad].tolist()}")
+        fail(~np.isfinite(boxes).all(axis=1), "a NaN or infinite coordinate")
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if inverted.any():
-        bad = int(np.flatnonzero(inverted)[0])
-        raise DataError(f"{where}: box {bad} has x2 < x1 or y2 < y1: {boxes[bad].tolist()}")
+        fail(inverted, "a negative width or height")
     clipped = boxes.copy()
     clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
     clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
     clipped32 = clipped.astype(np.float32)  # judge the area on what is returned: float32 can round it to 0
     nonempty = (clipped32[:, 2] > clipped32[:, 0]) & (clipped32[:, 3] > clipped32[:, 1])
     outside = nonempty & np.any(clipped != boxes, axis=1)
-    tally.add("boxes clipped to the image", int(outside.sum()))
-    tally.add("empty or out-of-image boxes dropped", int((~nonempty).sum()))
+    suffix = f" of {in_file}" if in_file else ""
+    for what, mask in (
+        ("boxes clipped to the image", outside),
+        ("empty or out-of-image boxes dropped", ~nonempty),
+    ):
+        tally.add(what, int(mask.sum()), [names[i] + suffix for i in np.flatnonzero(mask)])
     keep = np.flatnonzero(nonempty)
     return clipped32[keep], keep
 

@@ -36,7 +36,7 @@ from PIL import Image
 from bbam_lite.data import textures
 from bbam_lite.data.coco import encode_rle, mask_bbox
 from bbam_lite.data.records import BoxDataset, DataError
-from bbam_lite.utils.io import atomic_write_json
+from bbam_lite.utils.io import atomic_write_json, writing
 
 #: Bump when the generator's output changes: the shipped detector records the version it saw.
 GENERATOR_VERSION = 1
@@ -435,27 +435,28 @@ def synthesize(out: Path, settings: SynthSettings = SynthSettings(), progress: b
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: folder exists and is not empty")
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    stats = {}
-    try:
-        for split, n in (("train", settings.n_train), ("val", settings.n_val)):
-            stats[split] = write_split(tmp, split, n, settings, progress)
-    except BaseException:
+    with writing(out):  # a read-only or full disk: one line naming out
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    meta = {
-        "generator_version": GENERATOR_VERSION,
-        "settings": asdict(settings),
-        "class_names": ["background", *CLASSES],
-        "mean_rgb": stats["train"]["mean_rgb"] if settings.n_train else stats["val"]["mean_rgb"],
-        "splits": {k: {"images": v["images"], "objects": v["objects"]} for k, v in stats.items()},
-    }
-    atomic_write_json(tmp / "dataset.json", meta)
-    if out.exists():
-        out.rmdir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+        tmp.mkdir(parents=True)
+        stats = {}
+        try:
+            for split, n in (("train", settings.n_train), ("val", settings.n_val)):
+                stats[split] = write_split(tmp, split, n, settings, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        meta = {
+            "generator_version": GENERATOR_VERSION,
+            "settings": asdict(settings),
+            "class_names": ["background", *CLASSES],
+            "mean_rgb": stats["train"]["mean_rgb"] if settings.n_train else stats["val"]["mean_rgb"],
+            "splits": {k: {"images": v["images"], "objects": v["objects"]} for k, v in stats.items()},
+        }
+        atomic_write_json(tmp / "dataset.json", meta)
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
     return out
 
 

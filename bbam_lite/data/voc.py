@@ -112,8 +112,9 @@ def _text_number(elem: ET.Element, tag: str, where: str) -> float:
         raise DataError(f"{where}: <{tag}> missing or not a number") from None
 
 
-def parse_voc_xml(xml_file: Path) -> tuple[int, int, list[str], np.ndarray]:
-    """Width, height, object class names and (N, 4) boxes (0-based x1, y1, x2, y2) of a VOC XML."""
+def parse_voc_xml(xml_file: Path) -> tuple[int, int, list[str], np.ndarray, list[str]]:
+    """Width, height, object class names, (N, 4) boxes (0-based x1, y1, x2, y2) and the boxes as the
+    XML writes them (``"xmin 1, ymin 2, xmax 30, ymax 40"``) of a VOC XML."""
     xml_file = Path(xml_file)
     if not xml_file.is_file():
         raise DataError(f"{xml_file}: annotation file not found")
@@ -129,7 +130,7 @@ def parse_voc_xml(xml_file: Path) -> tuple[int, int, list[str], np.ndarray]:
     height = _text_number(size, "height", f"{xml_file} <size>")
     if width != int(width) or height != int(height) or width <= 0 or height <= 0:
         raise DataError(f"{xml_file}: image size {width}x{height} is not a positive integer size")
-    names, boxes = [], []
+    names, boxes, written = [], [], []
     for k, obj in enumerate(objects):
         where = f"{xml_file} (object {k + 1})"
         name = (obj.findtext("name") or "").strip()
@@ -138,10 +139,13 @@ def parse_voc_xml(xml_file: Path) -> tuple[int, int, list[str], np.ndarray]:
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise DataError(f"{where}: object has no <bndbox>")
-        xmin, ymin, xmax, ymax = (_text_number(bndbox, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        corners = ("xmin", "ymin", "xmax", "ymax")
+        xmin, ymin, xmax, ymax = (_text_number(bndbox, t, where) for t in corners)
         names.append(name)
         boxes.append([xmin - 1.0, ymin - 1.0, xmax, ymax])
-    return int(width), int(height), names, np.array(boxes, dtype=np.float64).reshape(-1, 4)
+        written.append(", ".join(f"{t} {(bndbox.findtext(t) or '').strip()}" for t in corners))
+    boxes_array = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    return int(width), int(height), names, boxes_array, written
 
 
 def _load_object_masks(png: Path, keep: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -180,13 +184,14 @@ def read_voc(
     records = []
     for voc_id, image_id in zip(voc_ids, image_ids, strict=True):
         xml_file = root / "Annotations" / f"{voc_id}.xml"
-        width, height, names, xyxy = parse_voc_xml(xml_file)
+        width, height, names, xyxy, written = parse_voc_xml(xml_file)
         path = root / "JPEGImages" / f"{voc_id}.jpg"
         if not path.is_file():
             raise DataError(f"{path}: image file not found (listed in {list_file})")
-        boxes, keep = clean_boxes(xyxy, width, height, str(xml_file), tally)
+        objects = [f"object {k + 1}" for k in range(len(names))]  # as parse_voc_xml's messages count
+        boxes, keep = clean_boxes(xyxy, width, height, str(xml_file), tally, objects, written, xml_file.name)
         if len(keep) == 0:
-            tally.add("images without objects skipped")
+            tally.add("images without objects skipped", items=[xml_file.name])
             continue
         labels = np.array([label_of[names[i]] for i in keep], dtype=np.int64)
         png = root / "SegmentationObject" / f"{voc_id}.png"

@@ -32,8 +32,8 @@ from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
 from bbam_lite.utils.distributed import Ranks
-from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
-from bbam_lite.utils.run_folder import check_run_settings
+from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json, make_folder
+from bbam_lite.utils.run_folder import check_run_settings, finished_run
 
 #: A process that trains on its own (no torchrun).
 ALONE = Ranks()
@@ -155,7 +155,7 @@ def train_detector(
             "use a process count that divides it"
         )
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
+    make_folder(run)
     check_run_settings(
         run,
         {
@@ -188,6 +188,8 @@ def train_detector(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
+        if start >= cfg.iterations and (result := finished_run(run, "detector.pt", "detector_metrics.json")):
+            return result  # finished: nothing to train, evaluate or write
         if progress:
             print(f"resuming {run} from iteration {start}")
     log = []

@@ -34,7 +34,7 @@ import numpy as np
 from bbam_lite.data.records import ImageRecord
 from bbam_lite.pseudo.labels import InstanceLabel
 from bbam_lite.pseudo.writers import read_semantic_png, write_coco_json, write_semantic_png
-from bbam_lite.utils.io import atomic_save, atomic_write_json
+from bbam_lite.utils.io import atomic_save, atomic_write_json, writing
 from bbam_lite.utils.run_folder import check_run_settings
 
 #: What a damaged numpy archive raises on reading.
@@ -250,6 +250,15 @@ class LabelsFolder:
         self._writing(self.instances_path, lambda: write_coco_json(self.instances_path, data))
 
     def write_quality(self, quality: dict) -> None:
+        """Write ``quality.json``; a rerun that labelled nothing (``images_this_run`` 0) and would
+        change only the :data:`RUN_FACTS` keeps the stored file (so it writes nothing)."""
+        stored = self.quality()
+        if quality.get("images_this_run") == 0 and stored is not None:
+            new = json.loads(json.dumps(quality))
+            if {k: v for k, v in stored.items() if k not in RUN_FACTS} == {
+                k: v for k, v in new.items() if k not in RUN_FACTS
+            }:
+                return
         self._writing(self.quality_path, lambda: atomic_write_json(self.quality_path, quality, indent=2))
 
     def quality(self) -> dict | None:
@@ -267,14 +276,9 @@ class LabelsFolder:
         return json.loads(self.rank_path(rank, world_size).read_text(encoding="utf-8"))
 
     def _writing(self, path: Path, write: Callable[[], Any]) -> Any:
-        """Run ``write``; an OS error (a full disk, no permission) becomes one line naming the folder."""
-        try:
+        """Run ``write``; an OS error (a full disk, no permission) is one line naming ``path``."""
+        with writing(path):
             return write()
-        except OSError as e:
-            why = e.strerror or str(e)
-            raise LabelsFolderError(
-                f"{self.root}: cannot write {path.relative_to(self.root)}: {why}"
-            ) from None
 
 
 def read_result_file(path: Path) -> tuple[list[InstanceLabel], list[dict]]:

@@ -32,8 +32,8 @@ from bbam_lite.segment.evaluate import evaluate_instance_model, evaluate_semanti
 from bbam_lite.segment.instance import InstanceConfig, load_detector_weights
 from bbam_lite.segment.semantic import SemanticConfig, semantic_loss
 from bbam_lite.segment.targets import TrainingLabels
-from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json
-from bbam_lite.utils.run_folder import check_run_settings
+from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json, make_folder
+from bbam_lite.utils.run_folder import check_run_settings, finished_run
 
 
 def poly_lr(cfg: SemanticConfig, iteration: int) -> float:
@@ -158,7 +158,7 @@ def train_segmentation(
     bound to: a rerun with other settings is refused.
     """
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
+    make_folder(run)
     check_run_settings(run, settings)
     cfg, model, seed = job.cfg, job.model, job.seed
     optimizer = _optimizer(cfg, job.param_groups())
@@ -170,6 +170,8 @@ def train_segmentation(
         optimizer.load_state_dict(ckpt["optimizer"])
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
         cpu, val_seconds = float(ckpt.get("cpu_seconds", 0.0)), float(ckpt.get("val_seconds", 0.0))
+        if start >= cfg.iterations and (summary := finished_run(run, "model.pt", "train_summary.json")):
+            return summary  # finished: nothing to train or write
         if progress:
             print(f"resuming {run} from iteration {start}")
     log = []

@@ -35,6 +35,24 @@ def check_run_settings(run: Path, settings: dict) -> None:
         atomic_write_json(path, settings, indent=2)
 
 
+def finished_run(run: Path, model: str, summary: str) -> dict | None:
+    """The summary (``RUN/summary``, JSON) of a run whose final files are intact, else None.
+
+    A trainer calls it when its checkpoint is at the last iteration: a finished run's rerun
+    returns the stored summary and writes nothing (it works on read-only media); a missing or
+    damaged ``RUN/model`` (it must load with ``torch.load(weights_only=True)``) or summary is
+    written again from the checkpoint."""
+    import torch
+
+    try:
+        with open(Path(run) / summary, encoding="utf-8") as f:
+            result = json.load(f)
+        torch.load(Path(run) / model, map_location="cpu", weights_only=True)
+    except Exception:  # missing or damaged: the caller rewrites it
+        return None
+    return result if isinstance(result, dict) else None
+
+
 def hardware() -> str:
     """A one-line description of this machine, for results files."""
     import torch
