@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bbam_lite.data import DATASETS, BoxDataset, load_dataset
+from bbam_lite.data import BoxDataset, load_dataset, reader_names
 from bbam_lite.utils.io import atomic_write_json, file_digest
 
 
@@ -77,8 +77,8 @@ def check_parameters(
             f"parameter profile={profile!r}: unknown profile; choose one of {sorted(PROFILES)}"
         )
     _check_type("dataset", dataset, (str,), "a string")
-    if dataset not in DATASETS:
-        raise ParameterError(f"parameter dataset={dataset!r}: choose one of {list(DATASETS)}")
+    if dataset not in reader_names():
+        raise ParameterError(f"parameter dataset={dataset!r}: choose one of {list(reader_names())}")
     if data_root is not None:
         _check_type("data_root", data_root, (str, Path), "a path string or None")
     if dataset != "synthetic" and not data_root:

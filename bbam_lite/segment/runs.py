@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bbam_lite.utils.device import check_device
 from bbam_lite.utils.io import file_digest
 
 TASKS = ("semantic", "instance")
@@ -133,7 +134,7 @@ def train_network(
     """
     import torch
 
-    from bbam_lite.cli import _device, _load, dataset_kind
+    from bbam_lite.data import dataset_kind, load_dataset
     from bbam_lite.segment.targets import TrainingLabels
     from bbam_lite.segment.train import InstanceJob, SemanticJob, train_segmentation
 
@@ -151,12 +152,12 @@ def train_network(
         grow_theta_bg=grow_theta_bg,
     )
     kind = dataset_kind(data, dataset)
-    train = _load(data, kind, train_split, "--train-split")
+    train = load_dataset(kind, data, train_split, split_option="--train-split")
     if limit is not None:
         train = train.subset(range(min(limit, len(train))))
-    val = _load(data, kind, val_split, "--val-split")
+    val = load_dataset(kind, data, val_split, split_option="--val-split")
     training_labels = TrainingLabels(train, labels, task)
-    torch_device = torch.device(_device(device))
+    torch_device = torch.device(check_device(device))
     init_path = init_weights(init, kind, profile)
     torch.manual_seed(seed)
     job_class = SemanticJob if task == "semantic" else InstanceJob
@@ -196,7 +197,7 @@ def evaluate_run(
     ``data`` / ``dataset`` / ``split`` default to the run's dataset and val split. ``crf``: also
     score after dense-CRF post-processing. ``limit``: only the first N images (0 / None: all).
     """
-    from bbam_lite.cli import _device, _load, dataset_kind
+    from bbam_lite.data import dataset_kind, load_dataset
     from bbam_lite.segment.checkpoint import load_segmenter
     from bbam_lite.segment.evaluate import evaluate_instance_model, evaluate_semantic_model
     from bbam_lite.utils.io import atomic_write_json
@@ -210,8 +211,8 @@ def evaluate_run(
     info = settings.get("data", {})
     root = Path(data) if data else Path(info.get("root", ""))
     kind = dataset_kind(root, dataset if data else info.get("kind", dataset))
-    loaded = load_segmenter(run / "model.pt", _device(device))
-    ds = _load(root, kind, split or info.get("val_split", "val"))
+    loaded = load_segmenter(run / "model.pt", check_device(device))
+    ds = load_dataset(kind, root, split or info.get("val_split", "val"), split_option="--split")
     if ds.class_names != loaded.class_names:
         raise ValueError(
             f"{run}/model.pt: trained for classes {loaded.class_names[1:]}, {root} has {ds.class_names[1:]}"
@@ -250,13 +251,13 @@ def evaluate_labels_folder(
     """Score a labels folder as predictions against the ground truth of ``data``'s ``split`` (the
     NoTrain rows) and write the result to ``json_path`` (default ``LABELS/metrics-SPLIT.json``);
     returns it. ``limit``: only the first N images (0 / None: all)."""
-    from bbam_lite.cli import _load
+    from bbam_lite.data import load_dataset
     from bbam_lite.segment.evaluate import evaluate_labels
     from bbam_lite.utils.io import atomic_write_json
 
     t0 = time.perf_counter()
     labels = Path(labels)
-    ds = _load(Path(data), dataset, split)
+    ds = load_dataset(dataset, Path(data), split, split_option="--split")
     ds = ds.subset(range(min(limit, len(ds)))) if limit else ds
     result = {"split": split, **evaluate_labels(labels, ds, progress=progress)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
