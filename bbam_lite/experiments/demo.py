@@ -164,7 +164,7 @@ def bbam_object_study(
     mean map inside / outside the box, IoU with the ground-truth mask at 0.5, whether the map
     collapsed (max < 0.5), positives and final head losses. One row per (setting, object)."""
     from bbam_lite.attribution.bbam import ObjectTask, explain
-    from bbam_lite.detector.evaluate import image_tensor
+    from bbam_lite.data.images import image_tensor
     from bbam_lite.metrics import mask_iou
     from bbam_lite.pseudo.labels import box_region
 

@@ -51,7 +51,7 @@ class PseudoLabelSettings:
     maps_from: str | None = None
 
     def __post_init__(self) -> None:
-        from bbam_lite.pseudo.methods import get_method
+        from bbam_lite.pseudo.registry import get_method
 
         method = get_method(self.method)
         if self.boxes not in ("gt", "detector"):
@@ -66,7 +66,7 @@ class PseudoLabelSettings:
     @property
     def method_obj(self):
         """The registered :class:`~bbam_lite.pseudo.methods.Method` these settings name."""
-        from bbam_lite.pseudo.methods import get_method
+        from bbam_lite.pseudo.registry import get_method
 
         return get_method(self.method)
 

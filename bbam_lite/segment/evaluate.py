@@ -31,8 +31,8 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.data.coco import coco_ground_truth, decode_rle, encode_rle, load_coco_json
+from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset, DataError
-from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.metrics import ConfusionMatrix
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.writers import read_semantic_png
