@@ -32,7 +32,9 @@ def flat_reader(monkeypatch):
     """A new kind, ``flat``: a folder with a FLAT marker and the synthetic set's COCO layout."""
 
     def read(root: Path, split: str):
-        return read_coco(root / "annotations" / f"{split}.json", root / "images" / split, name=f"flat-{split}")
+        return read_coco(
+            root / "annotations" / f"{split}.json", root / "images" / split, name=f"flat-{split}"
+        )
 
     reader = DatasetReader(
         name="flat",
@@ -58,9 +60,10 @@ def test_a_registered_reader_is_detected_loaded_and_offered_by_every_command(
     (root / "FLAT").touch()
     assert "flat" in reader_names() and dataset_kind(root) == "flat"
     ds = load_dataset("auto", root, "val")
-    assert ds.name == "flat-val" and len(ds) == json.loads((tiny_synth / "dataset.json").read_text())[
-        "splits"
-    ]["val"]["images"]
+    assert (
+        ds.name == "flat-val"
+        and len(ds) == json.loads((tiny_synth / "dataset.json").read_text())["splits"]["val"]["images"]
+    )
     with pytest.raises(Exception, match=r"no split 'test' .*splits here: train, val.*--split"):
         load_dataset("flat", root, "test", split_option="--split")
 
