@@ -239,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--out", type=Path, required=True, help="run folder (checkpoints, detector.pt, detector_metrics.json)"
     )
-    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper | paper-r50")
+    tr.add_argument(
+        "--profile", default="lite", help="lite (CPU, default) | smoke | paper (or full) | paper-r50"
+    )
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
     tr.add_argument("--lr", type=float, default=None, help="override the profile's base learning rate")
     tr.add_argument("--warmup", type=int, default=None, help="override the profile's warm-up iterations")
@@ -304,10 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--profile",
-        choices=["lite", "full"],
+        choices=["lite", "full", "paper"],
         default=None,
         help="lite: strides and CRF widths scaled to the image size, fewer iterations (default for "
-        "synthetic data); full: the paper's values",
+        "synthetic data); full (or paper): the paper's values",
     )
     pl.add_argument("--limit", type=int, default=None, help="only the first N images")
     pl.add_argument(

@@ -28,6 +28,7 @@ import torch
 
 from bbam_lite.data import BoxDataset, load_dataset, reader_names
 from bbam_lite.utils.io import atomic_write_json, file_digest
+from bbam_lite.utils.profiles import profile_name
 
 
 class ParameterError(ValueError):
@@ -72,7 +73,7 @@ def check_parameters(
 ) -> None:
     """Validate the common notebook parameters; raises :class:`ParameterError` in one line."""
     _check_type("profile", profile, (str,), "a string")
-    if profile not in PROFILES:
+    if profile_name(profile, PROFILES) not in PROFILES:
         raise ParameterError(
             f"parameter profile={profile!r}: unknown profile; choose one of {sorted(PROFILES)}"
         )
@@ -114,7 +115,7 @@ class Workspace:
             if not Path(detector).is_file():
                 raise ParameterError(f"parameter detector={str(detector)!r}: no such checkpoint file")
         self.run_dir = Path(run_dir)
-        self.profile = PROFILES[profile]
+        self.profile = PROFILES[profile_name(profile, PROFILES)]  # paper: full
         self.dataset = dataset
         self.data_root = Path(data_root) if data_root else None
         self.device = device

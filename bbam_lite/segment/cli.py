@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="labels folder from 'bbam-lite pseudo-labels', or gt (full supervision)",
     )
     tr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, model.pt)")
-    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper")
+    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper (or full)")
     tr.add_argument("--train-split", default="train")
     tr.add_argument("--val-split", default="val")
     tr.add_argument("--limit", type=int, default=None, help="only the first N training images")
