@@ -50,9 +50,6 @@ VOC_CLASSES = (
     "tvmonitor",
 )
 
-#: Value of the void (object boundary / ignore) pixels in VOC segmentation PNGs.
-VOC_VOID = 255
-
 _VOC_ID = re.compile(r"^(\d{4})_(\d{6})$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -94,11 +94,6 @@ def best_overlap_matches(gt_masks: np.ndarray, pred_masks: np.ndarray) -> tuple[
     return iou.max(1), p_area[best] / np.maximum(g_area, 1)
 
 
-def best_overlaps(gt_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
-    """For each ground-truth mask (n, H, W) its best IoU with any predicted mask (m, H, W)."""
-    return best_overlap_matches(gt_masks, pred_masks)[0]
-
-
 class InstanceScorer:
     """Collects predicted instances image by image; :meth:`result` gives AP25..AP_L and ABO."""
 
