@@ -15,6 +15,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` with the repository's contracts on the package found under ``root``."""
+    assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS}: import-linter is not installed (make setup)"
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
