@@ -40,6 +40,7 @@ chromium:
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -13,54 +13,16 @@ import sys
 import warnings
 from pathlib import Path
 
+from bbam_lite.data.arguments import add_data_args as _add_data_args
+from bbam_lite.data.arguments import load_split as _load
+from bbam_lite.data.registry import dataset_kind
+from bbam_lite.utils.device import check_device as _device
+
 EXIT_BAD_INPUT = 2
 
 # Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser and
 # sets ``func`` (a function of the parsed arguments returning an exit status).
 COMMAND_MODULES: list[str] = ["bbam_lite.segment.cli", "bbam_lite.book.command"]
-
-
-def _add_data_args(p: argparse.ArgumentParser, split: str | None = None) -> None:
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="dataset root (synthetic folder, VOC2012 folder or COCO root)",
-    )
-    p.add_argument(
-        "--dataset",
-        choices=["auto", "synthetic", "voc", "coco"],
-        default="auto",
-        help="dataset kind; auto: synthetic if DATA/dataset.json exists, voc if DATA/Annotations "
-        "exists, else coco",
-    )
-    if split:
-        p.add_argument("--split", default=split, help=f"split to use (default: {split})")
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return name
-
-
-def dataset_kind(root: Path, kind: str) -> str:
-    if kind != "auto":
-        return kind
-    if (root / "dataset.json").exists():
-        return "synthetic"
-    if (root / "Annotations").is_dir():
-        return "voc"
-    return "coco"
-
-
-def _load(root: Path, kind: str, split: str, split_option: str = "--split"):
-    """Read a split; a missing one is a one-line error naming ``split_option``, the option to change."""
-    from bbam_lite.data import load_dataset
-
-    return load_dataset(dataset_kind(root, kind), root, split, split_option=split_option)
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
@@ -284,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--out", type=Path, required=True, help="run folder (checkpoints, detector.pt, detector_metrics.json)"
     )
-    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper | paper-r50")
+    tr.add_argument(
+        "--profile", default="lite", help="lite (CPU, default) | smoke | paper (or full) | paper-r50"
+    )
     tr.add_argument("--iterations", type=int, default=None, help="override the profile's iteration count")
     tr.add_argument("--lr", type=float, default=None, help="override the profile's base learning rate")
     tr.add_argument("--warmup", type=int, default=None, help="override the profile's warm-up iterations")
@@ -349,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--profile",
-        choices=["lite", "full"],
+        choices=["lite", "full", "paper"],
         default=None,
         help="lite: strides and CRF widths scaled to the image size, fewer iterations (default for "
-        "synthetic data); full: the paper's values",
+        "synthetic data); full (or paper): the paper's values",
     )
     pl.add_argument("--limit", type=int, default=None, help="only the first N images")
     pl.add_argument(

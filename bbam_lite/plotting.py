@@ -210,7 +210,7 @@ def data_overview_figure(summary: dict, mean_colour: Sequence[float]) -> plt.Fig
 def training_curve_figure(log: Sequence[dict]) -> plt.Figure:
     """Chapter 3: a detector's validation box AP50 and AP 0.5:0.95 (left axis) and its training
     loss (right axis, dashed) over the iterations of its training log
-    (:func:`bbam_lite.detector.probe.training_log`)."""
+    (:func:`bbam_lite.analysis.probe.training_log`)."""
     it = [e["iteration"] for e in log]
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     ax.plot(it, [e["box_ap50"] for e in log], "o-", label="box AP50 (validation)")
@@ -256,7 +256,7 @@ def detections_figure(records: Sequence, outputs: Sequence[dict], class_names: S
 
 def head_probe_figure(image: np.ndarray, probe, class_name: str, n_show: int = 25) -> plt.Figure:
     """Chapter 3: what the two heads do with proposals jittered around one box (a
-    :class:`~bbam_lite.detector.probe.HeadProbe`). Left: ``n_show`` proposals (grey) and where
+    :class:`~bbam_lite.analysis.probe.HeadProbe`). Left: ``n_show`` proposals (grey) and where
     f_box moves them (green: positive by Eq. 3, red: not), the box in yellow. Middle: each
     proposal's IoU with the box before and after regression, coloured by f_cls's probability of
     the class. Right: that probability for positives and for the other proposals."""

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
-from bbam_lite.data import DATASETS, BoxDataset, load_dataset
+from bbam_lite.data import BoxDataset, load_dataset, reader_names
 from bbam_lite.utils.io import atomic_write_json, file_digest
+from bbam_lite.utils.profiles import profile_name
 
 
 class ParameterError(ValueError):
@@ -72,13 +73,13 @@ def check_parameters(
 ) -> None:
     """Validate the common notebook parameters; raises :class:`ParameterError` in one line."""
     _check_type("profile", profile, (str,), "a string")
-    if profile not in PROFILES:
+    if profile_name(profile, PROFILES) not in PROFILES:
         raise ParameterError(
             f"parameter profile={profile!r}: unknown profile; choose one of {sorted(PROFILES)}"
         )
     _check_type("dataset", dataset, (str,), "a string")
-    if dataset not in DATASETS:
-        raise ParameterError(f"parameter dataset={dataset!r}: choose one of {list(DATASETS)}")
+    if dataset not in reader_names():
+        raise ParameterError(f"parameter dataset={dataset!r}: choose one of {list(reader_names())}")
     if data_root is not None:
         _check_type("data_root", data_root, (str, Path), "a path string or None")
     if dataset != "synthetic" and not data_root:
@@ -114,7 +115,7 @@ class Workspace:
             if not Path(detector).is_file():
                 raise ParameterError(f"parameter detector={str(detector)!r}: no such checkpoint file")
         self.run_dir = Path(run_dir)
-        self.profile = PROFILES[profile]
+        self.profile = PROFILES[profile_name(profile, PROFILES)]  # paper: full
         self.dataset = dataset
         self.data_root = Path(data_root) if data_root else None
         self.device = device

@@ -12,10 +12,10 @@ import torch
 
 matplotlib.use("Agg")
 
+from bbam_lite.analysis.probe import checkpoint_id, probe_heads, training_log  # noqa: E402
 from bbam_lite.attribution.tasks import study_objects  # noqa: E402
 from bbam_lite.data.summary import dataset_summary  # noqa: E402
 from bbam_lite.data.synthetic import read_synthetic  # noqa: E402
-from bbam_lite.detector.probe import checkpoint_id, probe_heads, training_log  # noqa: E402
 from bbam_lite.label_cost import LABEL_COSTS, annotation_hours  # noqa: E402
 from bbam_lite.pseudo.ablation import TABLE4_VARIANTS, Variant, rederive, variant_masks  # noqa: E402
 from bbam_lite.pseudo.settings import PseudoLabelSettings  # noqa: E402

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from bbam_lite.analysis.probe import HeadProbe, probe_heads
 from bbam_lite.attribution.bbam import BBAMConfig, ObjectTask, explain, perturb, task_generator
 from bbam_lite.attribution.engine import EngineOptions
 from bbam_lite.attribution.proposals import jitter_boxes
 from bbam_lite.detector.heads import roi_head_outputs
 from bbam_lite.detector.model import load_detector
-from bbam_lite.detector.probe import HeadProbe, probe_heads
 from bbam_lite.weights import default_detector_path
 
 OTHER = torch.device("meta")  # a device that is not the CPU

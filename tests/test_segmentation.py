@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bbam_lite.cli import main
 from bbam_lite.data import load_dataset
 from bbam_lite.data.records import BoxDataset, DataError, ImageRecord
-from bbam_lite.segment.evaluate import InstanceScorer, best_overlaps
+from bbam_lite.segment.evaluate import InstanceScorer
 from bbam_lite.segment.instance import ignore_aware_mask_loss, project_on_boxes
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
 from bbam_lite.segment.semantic import semantic_loss
@@ -187,18 +187,6 @@ def test_a_higher_scored_false_positive_halves_ap_and_class_does_not_matter_to_a
     assert wrong_class["ap50"] == 0.0 and wrong_class["abo"] == pytest.approx(1.0)
     nothing = _score(ds, [], [], [])
     assert nothing["ap50"] == 0.0 and nothing["abo"] == 0.0 and nothing["ap_m"] is None
-
-
-def test_best_overlaps() -> None:
-    gt = np.zeros((2, 10, 10), bool)
-    gt[0, :5, :5] = True
-    gt[1, 5:, 5:] = True
-    pred = np.zeros((2, 10, 10), bool)
-    pred[0, :5, :5] = True
-    pred[1, 5:, 5:] = True
-    pred[1, :5, 5:] = True  # covers object 1 and as much again: IoU 0.5
-    np.testing.assert_allclose(best_overlaps(gt, pred), [1.0, 0.5])
-    np.testing.assert_allclose(best_overlaps(gt, pred[:0]), [0.0, 0.0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class StudyObject:
     def task(self, device: str | torch.device = "cpu") -> ObjectTask:
         """The object as a BBAM task: its image on ``device``, its box on the CPU (the functions
         that take a task move the box where they need it)."""
-        from bbam_lite.detector.evaluate import image_tensor
+        from bbam_lite.data.images import image_tensor
 
         return ObjectTask(image_tensor(self.image, device), torch.as_tensor(self.box), self.label, self.key)
 

@@ -12,11 +12,13 @@ EXIT_FAILED_NOTEBOOK = 1
 def cmd_book_run(args: argparse.Namespace) -> int:
     from bbam_lite.book.params import check_common, parse_pairs
     from bbam_lite.book.runner import BookRun, discover, ensure_kernel, select
+    from bbam_lite.utils.profiles import profile_name
+    from bbam_lite.workspace import PROFILES
 
     params = parse_pairs(args.param or [])
     if "profile" in params:
         raise ValueError("give the profile with --profile, not -p profile")
-    params["profile"] = args.profile
+    params["profile"] = profile_name(args.profile, PROFILES)  # paper: full, as the notebooks call it
     if args.run_dir is not None:
         if "run_dir" in params:
             raise ValueError("give the run folder with --run-dir or -p run_dir, not both")
@@ -56,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--profile",
         required=True,
-        help="smoke (tests, seconds) | lite (the book, CPU) | full (VOC/COCO, GPU)",
+        help="smoke (tests, seconds) | lite (the book, CPU) | full or paper (VOC/COCO, GPU)",
     )
     run.add_argument(
         "-p",

@@ -24,6 +24,7 @@ from bbam_lite.data.records import (
     check_unique_ids,
     clean_boxes,
 )
+from bbam_lite.data.registry import DatasetReader, annotation_splits, register_reader
 
 
 def load_coco_json(ann_file: Path) -> dict:
@@ -200,3 +201,28 @@ def coco_ground_truth(dataset: BoxDataset, use_masks: bool = False):
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def _coco_split_files(root: Path, split: str) -> list[Path]:
+    root = Path(root)
+    return [root / "annotations" / f"instances_{split}2017.json", root / "annotations" / f"{split}.json"]
+
+
+def _read_coco_split(root: Path, split: str) -> BoxDataset:
+    """The COCO 2017 root (``annotations/instances_{split}2017.json``, images in ``{split}2017/``),
+    or any folder laid out like the synthetic one (``annotations/{split}.json``, ``images/{split}/``)."""
+    official = root / "annotations" / f"instances_{split}2017.json"
+    if official.exists():
+        return read_coco(official, root / f"{split}2017", name=f"coco-{split}")
+    return read_coco(root / "annotations" / f"{split}.json", root / "images" / split, name=f"coco-{split}")
+
+
+register_reader(
+    DatasetReader(
+        name="coco",
+        read=_read_coco_split,
+        split_files=_coco_split_files,
+        available_splits=annotation_splits,
+        order=90,
+    )
+)

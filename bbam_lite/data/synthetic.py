@@ -36,6 +36,7 @@ from PIL import Image
 from bbam_lite.data import textures
 from bbam_lite.data.coco import encode_rle, mask_bbox
 from bbam_lite.data.records import BoxDataset, DataError
+from bbam_lite.data.registry import DatasetReader, annotation_splits, register_reader
 from bbam_lite.utils.io import atomic_write_json, writing
 
 #: Bump when the generator's output changes: the shipped detector records the version it saw.
@@ -492,3 +493,20 @@ def read_synthetic(root: Path, split: str = "train") -> BoxDataset:
     return read_coco(
         root / "annotations" / f"{split}.json", root / "images" / split, name=f"synthetic-{split}"
     )
+
+
+def _synthetic_split_files(root: Path, split: str) -> list[Path]:
+    return [Path(root) / "annotations" / f"{split}.json"]
+
+
+register_reader(
+    DatasetReader(
+        name="synthetic",
+        read=read_synthetic,
+        split_files=_synthetic_split_files,
+        available_splits=annotation_splits,
+        detect=lambda root: (root / "dataset.json").exists(),
+        detected_by="DATA/dataset.json exists",
+        order=10,
+    )
+)

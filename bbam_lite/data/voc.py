@@ -25,6 +25,7 @@ from bbam_lite.data.records import (
     check_unique_ids,
     clean_boxes,
 )
+from bbam_lite.data.registry import DatasetReader, register_reader
 
 VOC_CLASSES = (
     "aeroplane",
@@ -48,9 +49,6 @@ VOC_CLASSES = (
     "train",
     "tvmonitor",
 )
-
-#: Value of the void (object boundary / ignore) pixels in VOC segmentation PNGs.
-VOC_VOID = 255
 
 _VOC_ID = re.compile(r"^(\d{4})_(\d{6})$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -204,3 +202,24 @@ def read_voc(
         records.append(ImageRecord(image_id, path, width, height, boxes, labels, loader))
     tally.warn()
     return BoxDataset(records, ["background", *VOC_CLASSES], name or f"voc2012_{list_file.stem}", root)
+
+
+def _voc_split_files(root: Path, split: str) -> list[Path]:
+    return [Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt"]
+
+
+def _voc_splits(root: Path) -> list[str]:
+    return sorted(p.stem for p in (Path(root) / "ImageSets" / "Segmentation").glob("*.txt"))
+
+
+register_reader(
+    DatasetReader(
+        name="voc",
+        read=read_voc,
+        split_files=_voc_split_files,
+        available_splits=_voc_splits,
+        detect=lambda root: (root / "Annotations").is_dir(),
+        detected_by="DATA/Annotations exists",
+        order=20,
+    )
+)

@@ -5,18 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from bbam_lite.data.coco import coco_ground_truth
+from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset
 from bbam_lite.detector.heads import detect
-
-
-def image_tensor(image: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 (H, W, 3) -> float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255).to(device)
 
 
 def run_detector(

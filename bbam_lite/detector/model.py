@@ -31,6 +31,7 @@ from torch import nn
 
 from bbam_lite.compat import import_torchvision
 from bbam_lite.utils.io import atomic_save
+from bbam_lite.utils.profiles import profile_name
 
 tv = import_torchvision()
 from torchvision.models.detection import FasterRCNN  # noqa: E402
@@ -128,6 +129,7 @@ PROFILES["paper-r50"] = replace(PROFILES["paper"], profile="paper-r50", backbone
 
 
 def get_profile(name: str, **overrides: Any) -> DetectorConfig:
+    name = profile_name(name, PROFILES)  # full: the paper's scale, as labels and notebooks call it
     if name not in PROFILES:
         raise ValueError(f"unknown detector profile {name!r}; choose one of {sorted(PROFILES)}")
     return replace(PROFILES[name], **overrides)

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset, ImageRecord
-from bbam_lite.detector.evaluate import evaluate_detector, image_tensor
+from bbam_lite.detector.evaluate import evaluate_detector
 from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
 from bbam_lite.utils.distributed import Ranks
 from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json, make_folder

@@ -3,21 +3,17 @@
 main tables (:mod:`~bbam_lite.experiments.networks`)."""
 
 from bbam_lite.experiments.demo import (
-    bbam_object_study,
     compare_methods,
     comparison_rows,
     demo_variants,
     format_table,
-    load_summary,
     run_demo,
 )
 
 __all__ = [
-    "bbam_object_study",
     "compare_methods",
     "comparison_rows",
     "demo_variants",
     "format_table",
-    "load_summary",
     "run_demo",
 ]

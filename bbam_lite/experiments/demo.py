@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bbam_lite.data.records import BoxDataset
 from bbam_lite.data.stats import channel_mean
@@ -145,60 +143,3 @@ def format_table(summary: dict) -> str:
             f"{m:<14} {r['miou']:>7.3f} {r['mean_instance_iou']:>10.3f} {r['ignore_fraction']:>8.3f}"
         )
     return "\n".join(lines)
-
-
-def load_summary(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def bbam_object_study(
-    dataset: BoxDataset,
-    detector: torch.nn.Module,
-    configs: dict[str, BBAMConfig],  # noqa: F821
-    n_images: int = 8,
-    device: str = "cpu",
-    batch_size: int = 8,
-) -> list[dict]:
-    """Per-object statistics of raw BBAMs under several settings (no CRF, no thresholds):
-    mean map inside / outside the box, IoU with the ground-truth mask at 0.5, whether the map
-    collapsed (max < 0.5), positives and final head losses. One row per (setting, object)."""
-    from bbam_lite.attribution.bbam import ObjectTask, explain
-    from bbam_lite.detector.evaluate import image_tensor
-    from bbam_lite.metrics import mask_iou
-    from bbam_lite.pseudo.labels import box_region
-
-    mean = channel_mean(dataset)
-    recs = list(dataset)[:n_images]
-    tasks, truth = [], {}
-    for rec in recs:
-        img = image_tensor(rec.load_image(), device)
-        masks = rec.load_masks()
-        for k, (b, c) in enumerate(zip(rec.boxes, rec.labels, strict=True)):
-            tasks.append(ObjectTask(img, torch.as_tensor(b), int(c), key=(rec.image_id, k)))
-            truth[(rec.image_id, k)] = (masks[k], b)
-    rows = []
-    for name, cfg in configs.items():
-        for res in explain(detector, tasks, cfg, mean, batch_size=batch_size):
-            gt, box = truth[res.key]
-            inside = box_region(box, *gt.shape)
-            rows.append(
-                {
-                    "setting": name,
-                    "image_id": res.key[0],
-                    "object": res.key[1],
-                    "area_ratio": float(inside.mean()),
-                    "stride": res.stride,
-                    "cells": int(res.mask.size),
-                    "n_positives": res.n_positives,
-                    "fallback": res.fallback,
-                    "mean_in_box": float(res.bbam[inside].mean()),
-                    "mean_outside": float(res.bbam[~inside].mean()),
-                    "max": float(res.bbam.max()),
-                    "collapsed": bool(res.bbam.max() < 0.5),
-                    "iou_at_0.5": mask_iou(res.bbam > 0.5, gt),
-                    "box_loss": res.final_box_loss,
-                    "cls_loss": res.final_cls_loss,
-                }
-            )
-    return rows

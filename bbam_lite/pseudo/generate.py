@@ -30,8 +30,8 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.attribution.engine import EngineOptions
+from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset, DataError, ImageRecord
-from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.detector.heads import detect
 from bbam_lite.metrics import LabelQuality
 from bbam_lite.pseudo.folder import LabelsFolder, LabelsFolderError

@@ -7,6 +7,7 @@ from typing import Any
 
 from bbam_lite.attribution.bbam import BBAMConfig, get_preset
 from bbam_lite.pseudo.crf import CRFParams
+from bbam_lite.utils.profiles import profile_name
 
 #: The paper's settings are for VOC images (shorter side about 375 px, detector input 800 px).
 PAPER_IMAGE_SIDE = 375.0
@@ -51,13 +52,14 @@ class PseudoLabelSettings:
     maps_from: str | None = None
 
     def __post_init__(self) -> None:
-        from bbam_lite.pseudo.methods import get_method
+        from bbam_lite.pseudo.registry import get_method
 
         method = get_method(self.method)
+        object.__setattr__(self, "profile", profile_name(self.profile, ("full", "lite")))  # paper: full
         if self.boxes not in ("gt", "detector"):
             raise ValueError(f"--boxes must be gt or detector, got {self.boxes!r}")
         if self.profile not in ("full", "lite"):
-            raise ValueError(f"unknown profile {self.profile!r}; choose full or lite")
+            raise ValueError(f"unknown profile {self.profile!r}; choose full (or paper) or lite")
         if self.refine not in ("none", "proposals"):
             raise ValueError(f"--refine must be none or proposals, got {self.refine!r}")
         if self.maps_from and not method.stores_maps:
@@ -66,7 +68,7 @@ class PseudoLabelSettings:
     @property
     def method_obj(self):
         """The registered :class:`~bbam_lite.pseudo.methods.Method` these settings name."""
-        from bbam_lite.pseudo.methods import get_method
+        from bbam_lite.pseudo.registry import get_method
 
         return get_method(self.method)
 

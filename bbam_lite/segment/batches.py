@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from bbam_lite.detector.evaluate import image_tensor
+from bbam_lite.data.images import image_tensor
 from bbam_lite.detector.train import ImageCache
 from bbam_lite.segment.targets import IGNORE, TrainingLabels
 

@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-seg`` and ``evaluate`` to the ``bbam-lite`` command."""
-    from bbam_lite.cli import _add_data_args
+    from bbam_lite.data.arguments import add_data_args, add_dataset_arg
 
     tr = subparsers.add_parser(
         "train-seg",
@@ -107,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a segmentation network on a labels folder (bbam-lite pseudo-labels) or on "
         "the ground truth (--labels gt). Rerun the same command to resume; writes OUT/model.pt.",
     )
-    _add_data_args(tr)
+    add_data_args(tr)
     tr.add_argument("--task", required=True, choices=["semantic", "instance"])
     tr.add_argument(
         "--labels",
@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="labels folder from 'bbam-lite pseudo-labels', or gt (full supervision)",
     )
     tr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, model.pt)")
-    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper")
+    tr.add_argument("--profile", default="lite", help="lite (CPU, default) | smoke | paper (or full)")
     tr.add_argument("--train-split", default="train")
     tr.add_argument("--val-split", default="val")
     tr.add_argument("--limit", type=int, default=None, help="only the first N training images")
@@ -160,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--run", type=Path, default=None, help="train-seg run folder")
     ev.add_argument("--labels", type=Path, default=None, help="labels folder to score as predictions")
     ev.add_argument("--data", type=Path, default=None, help="dataset root (default: the run's)")
-    ev.add_argument("--dataset", choices=["auto", "synthetic", "voc", "coco"], default="auto")
+    add_dataset_arg(ev)
     ev.add_argument("--split", default=None, help="split to evaluate (default: the run's val split; val)")
     ev.add_argument("--crf", action="store_true", help="also score after dense-CRF post-processing")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images")

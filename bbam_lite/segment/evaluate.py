@@ -31,8 +31,8 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.data.coco import coco_ground_truth, decode_rle, encode_rle, load_coco_json
+from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset, DataError
-from bbam_lite.detector.evaluate import image_tensor
 from bbam_lite.metrics import ConfusionMatrix
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.writers import read_semantic_png
@@ -92,11 +92,6 @@ def best_overlap_matches(gt_masks: np.ndarray, pred_masks: np.ndarray) -> tuple[
     iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     best = iou.argmax(1)
     return iou.max(1), p_area[best] / np.maximum(g_area, 1)
-
-
-def best_overlaps(gt_masks: np.ndarray, pred_masks: np.ndarray) -> np.ndarray:
-    """For each ground-truth mask (n, H, W) its best IoU with any predicted mask (m, H, W)."""
-    return best_overlap_matches(gt_masks, pred_masks)[0]
 
 
 class InstanceScorer:

@@ -38,6 +38,7 @@ from bbam_lite.compat import import_torchvision
 from bbam_lite.detector.model import PROFILES, DetectorConfig, build_detector
 from bbam_lite.detector.roi_align import multiscale_roi_align, roi_align_image
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
+from bbam_lite.utils.profiles import profile_name
 
 import_torchvision()
 from torchvision.models.detection import FasterRCNN  # noqa: E402
@@ -95,6 +96,7 @@ INSTANCE_PROFILES: dict[str, InstanceConfig] = {
 
 
 def get_instance_profile(name: str, **overrides: Any) -> InstanceConfig:
+    name = profile_name(name, INSTANCE_PROFILES)
     if name not in INSTANCE_PROFILES:
         raise ValueError(f"unknown instance profile {name!r}; choose one of {sorted(INSTANCE_PROFILES)}")
     return replace(INSTANCE_PROFILES[name], **overrides)

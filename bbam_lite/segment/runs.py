@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bbam_lite.utils.device import check_device
 from bbam_lite.utils.io import file_digest
 
 TASKS = ("semantic", "instance")
@@ -133,8 +134,7 @@ def train_network(
     """
     import torch
 
-    from bbam_lite.cli import _device, _load, dataset_kind
-    from bbam_lite.data import check_not_empty
+    from bbam_lite.data import check_not_empty, dataset_kind, load_dataset
     from bbam_lite.pseudo.folder import LabelsFolder
     from bbam_lite.pseudo.identity import check_labels
     from bbam_lite.segment.targets import GT, TrainingLabels
@@ -154,14 +154,14 @@ def train_network(
         grow_theta_bg=grow_theta_bg,
     )
     kind = dataset_kind(data, dataset)
-    split = _load(data, kind, train_split, "--train-split")
+    split = load_dataset(kind, data, train_split, split_option="--train-split")
     check_not_empty(split, f"to train on (--train-split {train_split})")
     train = split.subset(range(min(limit, len(split)))) if limit is not None else split
-    val = _load(data, kind, val_split, "--val-split")
+    val = load_dataset(kind, data, val_split, split_option="--val-split")
     if str(labels) != GT:
         check_labels(LabelsFolder(labels), split, used=train)
     training_labels = TrainingLabels(train, labels, task)
-    torch_device = torch.device(_device(device))
+    torch_device = torch.device(check_device(device))
     init_path = init_weights(init, kind, profile)
     torch.manual_seed(seed)
     job_class = SemanticJob if task == "semantic" else InstanceJob
@@ -201,8 +201,7 @@ def evaluate_run(
     ``data`` / ``dataset`` / ``split`` default to the run's dataset and val split. ``crf``: also
     score after dense-CRF post-processing. ``limit``: only the first N images (0 / None: all).
     """
-    from bbam_lite.cli import _device, _load, dataset_kind
-    from bbam_lite.data import check_not_empty
+    from bbam_lite.data import check_not_empty, dataset_kind, load_dataset
     from bbam_lite.segment.checkpoint import load_segmenter
     from bbam_lite.segment.evaluate import evaluate_instance_model, evaluate_semantic_model
     from bbam_lite.utils.io import atomic_write_json
@@ -216,9 +215,11 @@ def evaluate_run(
     info = settings.get("data", {})
     root = Path(data) if data else Path(info.get("root", ""))
     kind = dataset_kind(root, dataset if data else info.get("kind", dataset))
-    loaded = load_segmenter(run / "model.pt", _device(device))
+    loaded = load_segmenter(run / "model.pt", check_device(device))
     split = split or info.get("val_split", "val")
-    ds = check_not_empty(_load(root, kind, split), f"to score (--split {split})")
+    ds = check_not_empty(
+        load_dataset(kind, root, split, split_option="--split"), f"to score (--split {split})"
+    )
     if ds.class_names != loaded.class_names:
         raise ValueError(
             f"{run}/model.pt: trained for classes {loaded.class_names[1:]}, {root} has {ds.class_names[1:]}"
@@ -257,8 +258,7 @@ def evaluate_labels_folder(
     """Score a labels folder as predictions against the ground truth of ``data``'s ``split`` (the
     NoTrain rows) and write the result to ``json_path`` (default ``LABELS/metrics-SPLIT.json``);
     returns it. ``limit``: only the first N images (0 / None: all)."""
-    from bbam_lite.cli import _load
-    from bbam_lite.data import check_not_empty
+    from bbam_lite.data import check_not_empty, load_dataset
     from bbam_lite.pseudo.folder import LabelsFolder
     from bbam_lite.pseudo.identity import check_labels
     from bbam_lite.segment.evaluate import evaluate_labels
@@ -266,7 +266,9 @@ def evaluate_labels_folder(
 
     t0 = time.perf_counter()
     labels = Path(labels)
-    whole = check_not_empty(_load(Path(data), dataset, split), f"to score (--split {split})")
+    whole = check_not_empty(
+        load_dataset(dataset, Path(data), split, split_option="--split"), f"to score (--split {split})"
+    )
     ds = whole.subset(range(min(limit, len(whole)))) if limit else whole
     check_labels(LabelsFolder(labels), whole, used=ds)
     result = {"split": split, **evaluate_labels(labels, ds, progress=progress)}

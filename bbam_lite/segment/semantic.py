@@ -41,6 +41,7 @@ from torch import nn
 from bbam_lite.compat import import_torchvision
 from bbam_lite.detector.model import _BasicBlock, _cached, _gn
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
+from bbam_lite.utils.profiles import profile_name
 
 import_torchvision()
 
@@ -113,6 +114,7 @@ SEMANTIC_PROFILES: dict[str, SemanticConfig] = {
 
 
 def get_semantic_profile(name: str, **overrides: Any) -> SemanticConfig:
+    name = profile_name(name, SEMANTIC_PROFILES)
     if name not in SEMANTIC_PROFILES:
         raise ValueError(f"unknown semantic profile {name!r}; choose one of {sorted(SEMANTIC_PROFILES)}")
     return replace(SEMANTIC_PROFILES[name], **overrides)

@@ -6,17 +6,13 @@ and ``docs/architecture.md``); nothing outside this package branches on a method
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from bbam_lite.pseudo.methods.base import (
-    _REGISTRY,
     ImageBoxes,
     LabelContext,
     LabelVariant,
     Method,
-    register,
 )
+from bbam_lite.pseudo.registry import get_method, method_names, methods, register
 
 __all__ = [
     "ImageBoxes",
@@ -29,35 +25,6 @@ __all__ = [
     "register",
     "variants",
 ]
-
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in pkgutil.iter_modules(__path__):
-            if mod.name != "base":
-                importlib.import_module(f"{__name__}.{mod.name}")
-
-
-def methods() -> list[Method]:
-    """Every registered method, in display order."""
-    _load()
-    return sorted(_REGISTRY.values(), key=lambda m: (m.order, m.name))
-
-
-def method_names() -> tuple[str, ...]:
-    return tuple(m.name for m in methods())
-
-
-def get_method(name: str) -> Method:
-    """The registered method called ``name``; one-line error naming the choices otherwise."""
-    _load()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown pseudo-label method {name!r}; choose one of {', '.join(method_names())}")
-    return _REGISTRY[name]
 
 
 def variants() -> dict[str, LabelVariant]:

@@ -38,6 +38,7 @@ import torch
 from bbam_lite.data.records import ImageRecord
 from bbam_lite.pseudo.folder import ImageLabels
 from bbam_lite.pseudo.labels import InstanceLabel, compose_overwrite
+from bbam_lite.pseudo.registry import register  # noqa: F401 (the method modules import it from here)
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 
@@ -147,14 +148,3 @@ class Method:
             )
             for name, (title, s, demo) in named.items()
         ]
-
-
-_REGISTRY: dict[str, Method] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make the method available under ``cls.name``."""
-    if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
-        raise ValueError(f"pseudo-label method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bbam_lite.attribution.bbam import ObjectResult, ObjectTask, explain
-from bbam_lite.detector.evaluate import image_tensor
+from bbam_lite.data.images import image_tensor
 from bbam_lite.pseudo.folder import ImageLabels, LabelsFolder
 from bbam_lite.pseudo.labels import InstanceLabel, instances_to_semantic
 from bbam_lite.pseudo.methods.base import ImageBoxes, LabelContext, Method, register
