@@ -14,12 +14,12 @@ from bbam_lite.attribution.bbam import (
     ObjectTask,
     adaptive_stride,
     get_preset,
-    head_losses,
     optimise,
     perturb,
     tv_norm,
     upsample,
 )
+from bbam_lite.attribution.loss import head_terms, object_means
 from bbam_lite.attribution.proposals import Positives, jitter_boxes, positive_mask, select_positives
 from bbam_lite.detector.heads import HeadOutputs, frozen
 from bbam_lite.detector.model import build_detector, get_profile
@@ -59,16 +59,15 @@ def _positives(n: int, c: int = 2) -> Positives:
     return Positives(torch.zeros(n, 4), torch.randn(n, 4), probs, torch.zeros(n, 4), 0.8, n)
 
 
-def test_head_losses_paper_and_official() -> None:
+def test_head_terms_paper_and_official() -> None:
     pos = _positives(3)
     deltas = pos.target_deltas + 0.5
     probs = pos.target_probs.clone()
     probs[:, 2] += 0.1
-    box, cls = head_losses(BBAMConfig(), deltas, probs, pos, 2)
-    assert float(box) == pytest.approx(2.0)  # 4 deltas x 0.5, averaged over positives
-    assert float(cls) == pytest.approx(0.1)
-    box_o, cls_o = head_losses(PRESETS["official"], deltas, probs, pos, 2)
-    assert float(box_o) == pytest.approx(0.25) and float(cls_o) == pytest.approx(0.05)
+    # paper: 4 deltas x 0.5 and 0.1 on one class; official: both halved means, class 2 only
+    for preset, expected in (("paper", (2.0, 0.1)), ("official", (0.25, 0.05))):
+        rows = head_terms(PRESETS[preset], deltas, probs, pos.target_deltas, pos.target_probs, 2)
+        assert [float(object_means(r)) for r in rows] == pytest.approx(expected)
 
 
 def test_jitter_within_30_percent_and_inside_image() -> None:
@@ -121,7 +120,7 @@ def _tasks() -> list[ObjectTask]:
 
 
 def test_batched_equals_one_by_one(detector) -> None:
-    cfg = BBAMConfig(iterations=6, n_jitter=12, iou_thresholds=(-1.0,), stride_reference_side=375)
+    cfg = get_preset("paper", iterations=6, n_jitter=12, iou_thresholds=(-1.0,), stride_reference_side=375)
     mean = torch.tensor([0.5, 0.5, 0.5])
     tasks = _tasks()
     together = optimise(detector, tasks, cfg, mean)
@@ -133,7 +132,7 @@ def test_batched_equals_one_by_one(detector) -> None:
 
 
 def test_optimisation_records_and_moves_the_mask(detector) -> None:
-    cfg = BBAMConfig(iterations=5, n_jitter=8, iou_thresholds=(-1.0,), use_cls=False, lam=0.5)
+    cfg = get_preset("paper", iterations=5, n_jitter=8, iou_thresholds=(-1.0,), use_cls=False, lam=0.5)
     res = optimise(
         detector,
         _tasks()[:1],

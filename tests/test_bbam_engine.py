@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from bbam_lite.attribution import bbam as bbam_mod
-from bbam_lite.attribution.bbam import BBAMConfig, ObjectTask, explain
-from bbam_lite.attribution.engine import REFERENCE, EngineOptions, HeadRunner, auto_batch_size
+from bbam_lite.attribution.bbam import ObjectTask, explain, get_preset
+from bbam_lite.attribution.engine import EngineOptions, HeadRunner, auto_batch_size
 from bbam_lite.compat import import_torchvision
 from bbam_lite.detector.heads import frozen, roi_head_outputs
 from bbam_lite.detector.model import build_detector, get_profile
@@ -101,7 +101,10 @@ def test_engine_options() -> None:
     assert cpu.precision == "fp32" and cpu.channels_last is False and cpu.compile is None
     cuda = EngineOptions().resolve("cuda")
     assert cuda.precision == "bf16" and cuda.channels_last is True
-    assert REFERENCE.resolve("cpu") == REFERENCE
+    explicit = EngineOptions(
+        precision="fp32", roi_align="torchvision", channels_last=False, compile=None, fold_norms=False
+    )
+    assert explicit.resolve("cpu") == explicit
 
 
 def test_auto_batch_size_fills_the_free_memory() -> None:
@@ -122,7 +125,7 @@ def _tasks() -> list[ObjectTask]:
     ]
 
 
-CFG = BBAMConfig(iterations=3, n_jitter=10, iou_thresholds=(-1.0,), stride_reference_side=375)
+CFG = get_preset("paper", iterations=3, n_jitter=10, iou_thresholds=(-1.0,), stride_reference_side=375)
 
 
 def test_out_of_memory_splits_the_batch(detector, monkeypatch) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bbam_lite.attribution.bbam import BBAMConfig, BBAMNumericalWarning, ObjectTask, explain, optimise
+from bbam_lite.attribution.bbam import BBAMNumericalWarning, ObjectTask, explain, get_preset, optimise
 from bbam_lite.attribution.engine import EngineOptions
 from bbam_lite.data.synthetic import read_synthetic
 from bbam_lite.detector.model import build_detector, get_profile
@@ -21,7 +21,7 @@ from bbam_lite.pseudo.methods import bbam as bbam_method
 from bbam_lite.pseudo.methods.bbam import FAULT_FALLBACK
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
-CFG = BBAMConfig(iterations=3, n_jitter=10, iou_thresholds=(-1.0,), stride_reference_side=375)
+CFG = get_preset("paper", iterations=3, n_jitter=10, iou_thresholds=(-1.0,), stride_reference_side=375)
 MEAN = torch.full((3,), 0.5)
 
 

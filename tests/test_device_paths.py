@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bbam_lite.analysis.probe import HeadProbe, probe_heads
-from bbam_lite.attribution.bbam import BBAMConfig, ObjectTask, explain, perturb, task_generator
+from bbam_lite.attribution.bbam import ObjectTask, explain, get_preset, perturb, task_generator
 from bbam_lite.attribution.engine import EngineOptions
 from bbam_lite.attribution.proposals import jitter_boxes
 from bbam_lite.detector.heads import roi_head_outputs
@@ -103,7 +103,7 @@ def test_probe_heads_returns_cpu_numpy(detector) -> None:
 def test_bbam_results_are_cpu_float32_numpy_when_the_engine_runs_in_bf16(detector) -> None:
     torch.manual_seed(0)
     task = ObjectTask(torch.rand(3, 96, 96), torch.tensor([10.0, 12.0, 70.0, 80.0]), 1, key=(0, 0))
-    cfg = BBAMConfig(iterations=2, n_jitter=20)
+    cfg = get_preset("paper", iterations=2, n_jitter=20)
     (r,) = explain(
         detector,
         [task],

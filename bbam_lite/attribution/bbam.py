@@ -45,9 +45,10 @@ from bbam_lite.detector.heads import HeadOutputs, frozen
 
 @dataclass(frozen=True)
 class BBAMConfig:
-    """Settings of one BBAM run. Defaults are the paper's (preset ``paper``)."""
+    """Settings of one BBAM run. Defaults are the authors' code (preset ``official``, the CLI's
+    default); :data:`PRESETS` ``"paper"`` is the paper's text."""
 
-    preset: str = "paper"
+    preset: str = "official"
     lam: float = 0.007  # lambda, weight of |M|_1
     lam_tv: float = 1e-4  # lambda_TV
     beta: float = 3.0  # exponent of the TV norm
@@ -65,15 +66,18 @@ class BBAMConfig:
     # perturbation unit covers the same fraction of the image, and of the detector's input, as in the
     # paper; the number of mask cells, and with it the weight of the L1 term, is then the paper's.
     stride_reference_side: float | None = None
-    n_jitter: int = 200  # the paper does not give the count; the authors' code uses 1000
+    n_jitter: int = 1000  # the authors' code; the paper does not give the count (preset paper: 200)
     jitter: float = 0.3
-    iou_thresholds: tuple[float, ...] = (0.8,)
-    min_positives: int = 0
-    max_positives: int | None = None
-    init: str = "ones"  # ones | boxes (1 on the union of the positives' regressed boxes, 0 elsewhere)
-    tv_diagonal: bool = False  # the authors' TV adds the four diagonal differences
-    box_loss: str = "sum"  # sum: |.|_1 over the 4 deltas | half-mean: mean / 2 (authors' code)
-    cls_loss: str = "all"  # all: |.|_1 over all class probabilities | target-half: |p_c - p'_c| / 2
+    iou_thresholds: tuple[float, ...] = (0.9, 0.85, 0.8)  # tried in order (the paper: 0.8 only)
+    min_positives: int = 100  # a threshold must give more than this many positives
+    max_positives: int | None = 100
+    init: str = "boxes"  # boxes: 1 on the union of the positives' regressed boxes, 0 elsewhere | ones
+    tv_diagonal: bool = True  # the authors' TV adds the four diagonal differences
+    # box and class targets of Eq. 5, by name (bbam_lite.attribution.targets): half-mean: mean |dt| / 2
+    # (authors' code) | sum: |.|_1 over the 4 deltas (paper); target-half: |p_c - p'_c| / 2 on the
+    # object's class (authors' code) | all: |.|_1 over all class probabilities (paper)
+    box_loss: str = "half-mean"
+    cls_loss: str = "target-half"
     seed: int = 0
     # Context crop (beyond the paper; off by default): an object whose box covers less than
     # crop_max_area of the image is explained on a crop around it, at the full image's scale, its map
@@ -103,18 +107,18 @@ class BBAMConfig:
 
 
 PRESETS: dict[str, BBAMConfig] = {
-    "paper": BBAMConfig(),
-    "official": BBAMConfig(
-        preset="official",
-        n_jitter=1000,
-        iou_thresholds=(0.9, 0.85, 0.8),
-        min_positives=100,
-        max_positives=100,
-        init="boxes",
-        tv_diagonal=True,
-        box_loss="half-mean",
-        cls_loss="target-half",
+    "paper": BBAMConfig(
+        preset="paper",
+        n_jitter=200,
+        iou_thresholds=(0.8,),
+        min_positives=0,
+        max_positives=None,
+        init="ones",
+        tv_diagonal=False,
+        box_loss="sum",
+        cls_loss="all",
     ),
+    "official": BBAMConfig(),
 }
 
 
@@ -141,15 +145,6 @@ def perturb(image: torch.Tensor, mask_up: torch.Tensor, mean: torch.Tensor) -> t
 def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The coarse mask bilinearly upsampled to the image size."""
     return F.interpolate(mask[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-
-
-def head_losses(
-    cfg: BBAMConfig, out_deltas: torch.Tensor, out_probs: torch.Tensor, pos: Positives, label: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head perturbation losses of one object, averaged over its positives (Eq. 5's head terms,
-    from :mod:`bbam_lite.attribution.loss`); ``out_deltas`` (N, 4) are at the object's class."""
-    box_rows, cls_rows = head_terms(cfg, out_deltas, out_probs, pos.target_deltas, pos.target_probs, label)
-    return object_means(box_rows), object_means(cls_rows)
 
 
 @dataclass
@@ -274,7 +269,7 @@ def _object_losses(
     segments: torch.Tensor,
     counts: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`head_losses` of every object at once: per-proposal terms averaged per object."""
+    """Eq. 5's head terms of every object at once: per-proposal terms averaged per object."""
     idx = torch.arange(len(row_labels), device=row_labels.device)
     box_rows, cls_rows = head_terms(
         cfg, out.deltas[idx, row_labels], out.probs, target_deltas, target_probs, row_labels

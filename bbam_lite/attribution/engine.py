@@ -1,8 +1,8 @@
 """The BBAM engine: the detector's two heads on fixed proposals, run as fast as the device allows.
 
-:class:`HeadRunner` computes what :func:`bbam_lite.detector.heads.roi_head_outputs` computes (the
-detector's transform, backbone, RoIAlign, box head and predictor on given proposals) for the 300
-forward/backward passes of a BBAM optimisation, with what stays fixed across them done once:
+:class:`HeadRunner` runs the heads' one forward (:class:`bbam_lite.detector.heads.HeadForward`,
+which :func:`~bbam_lite.detector.heads.roi_head_outputs` runs on the detector's own modules) for the
+300 forward/backward passes of a BBAM optimisation, with what stays fixed across them done once:
 
 - the RoI plan (FPN level of each proposal, sampling grids) is built once per batch of objects;
   RoIAlign is :mod:`bbam_lite.detector.roi_align` (one ``grid_sample`` per image and level) where
@@ -27,22 +27,25 @@ objects, frozen weights (no weight gradients) and the RoIAlign above.
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 import weakref
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from bbam_lite import compat
 from bbam_lite.attribution.fold import fold_frozen_norms
-from bbam_lite.detector.heads import HeadOutputs
-from bbam_lite.detector.roi_align import GridRoIAlign, setup_pooler
+from bbam_lite.detector.heads import HeadForward, RoIPlan, input_scale
 
-compat.import_torchvision()
-from torchvision.ops import boxes as box_ops  # noqa: E402
+__all__ = [
+    "COMPILE_MIN_OBJECTS",
+    "EngineOptions",
+    "HeadRunner",
+    "RoIPlan",
+    "auto_batch_size",
+    "engine_backbone",
+    "input_scale",
+]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -96,16 +99,6 @@ class EngineOptions:
     def reduced_precision(self) -> bool:
         return self.precision == "bf16"
 
-
-#: The options of the reference loop: the detector's own modules, fp32, nothing else.
-REFERENCE = EngineOptions(
-    precision="fp32",
-    roi_align="torchvision",
-    channels_last=False,
-    compile=None,
-    fold_norms=False,
-    cast_weights=False,
-)
 
 #: The engine's own copies of a model's modules, per model: {(part, fold, dtype): (weights key, module)}.
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -182,19 +175,10 @@ class _CompiledOrEager:
         return self.eager(*args, **kwargs)
 
 
-@dataclass
-class RoIPlan:
-    """Proposals of a batch of images, scaled to the detector's input, with their pooling plan."""
-
-    scaled: list[torch.Tensor]  # per image (K_i, 4) in detector-input pixels
-    image_sizes: list[tuple[int, int]]  # detector-input sizes before padding
-    orig_size: tuple[int, int]
-    pool: GridRoIAlign | None  # None: torchvision's pooler
-    scale: float | None = None  # fixed image -> detector-input scale (a crop); None: the transform's rule
-
-
-class HeadRunner:
-    """f_box and f_cls of a frozen detector on fixed proposals, differentiable to the input pixels.
+class HeadRunner(HeadForward):
+    """f_box and f_cls of a frozen detector on fixed proposals, differentiable to the input pixels:
+    the heads' forward (:class:`~bbam_lite.detector.heads.HeadForward`) on the engine's copies of
+    the detector's modules, as ``options`` say.
 
     Converts the backbone's weights to channels-last memory format in place when that option is
     on (values unchanged).
@@ -202,121 +186,28 @@ class HeadRunner:
 
     def __init__(self, model: torch.nn.Module, options: EngineOptions | None = None, device=None) -> None:
         device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model
-        self.device = device
-        self.options = (options or EngineOptions()).resolve(device)
-        self.transform = model.transform
-        self.pooler = model.roi_heads.box_roi_pool
-        if self.options.roi_align == "grid" and self.pooler.sampling_ratio <= 0:
-            self.options = replace(self.options, roi_align="torchvision")
-        if self.options.compile == "auto":  # not resolved for a run: eager
-            self.options = replace(self.options, compile=None)
-        cast = self.options.reduced_precision and self.options.cast_weights
-        self.dtype = torch.bfloat16 if cast else None  # the engine's weights, cast once
-        backbone = engine_backbone(model, self.options.fold_norms, self.dtype)
-        if self.options.channels_last:
+        options = (options or EngineOptions()).resolve(device)
+        if options.roi_align == "grid" and model.roi_heads.box_roi_pool.sampling_ratio <= 0:
+            options = replace(options, roi_align="torchvision")
+        if options.compile == "auto":  # not resolved for a run: eager
+            options = replace(options, compile=None)
+        self.options = options
+        cast = options.reduced_precision and options.cast_weights
+        dtype = torch.bfloat16 if cast else None  # the engine's weights, cast once
+        backbone = engine_backbone(model, options.fold_norms, dtype)
+        if options.channels_last:
             backbone.to(memory_format=torch.channels_last)
-        self.backbone = _CompiledOrEager(model, backbone, self.options.compile)
-        self.box_head = _copy(model, "roi_heads.box_head", False, self.dtype)
-        self.box_predictor = _copy(model, "roi_heads.box_predictor", False, self.dtype)
-
-    # -- input ---------------------------------------------------------------------------------
-    def input_size(self, h: int, w: int, scale: float | None = None) -> tuple[tuple[int, int], float]:
-        """The detector-input size of an (h, w) image and the resize factor: torchvision's rule, or
-        ``scale`` where given (a crop keeps the scale of the image it was cut from)."""
-        if scale is None:
-            scale = input_scale(self.model, h, w)
-        return (math.floor(h * scale), math.floor(w * scale)), scale
-
-    def to_input(self, images: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """Normalise, resize (unless the identity) and pad a (B, 3, H, W) batch as the detector does."""
-        t = self.transform
-        mean = torch.as_tensor(t.image_mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(t.image_std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        x = (images - mean) / std
-        (h, w), scale = self.input_size(*images.shape[-2:], scale)
-        if (h, w) != tuple(images.shape[-2:]):
-            x = F.interpolate(
-                x, scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-            )
-        d = t.size_divisible
-        ph, pw = math.ceil(x.shape[-2] / d) * d - x.shape[-2], math.ceil(x.shape[-1] / d) * d - x.shape[-1]
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        if self.options.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    # -- proposals -----------------------------------------------------------------------------
-    def plan(
-        self, proposals: list[torch.Tensor], height: int, width: int, scale: float | None = None
-    ) -> RoIPlan:
-        """Scale ``proposals`` (per image, in pixels of the (height, width) images) and plan pooling
-        (``scale``: a fixed image -> detector-input scale, see :meth:`input_size`)."""
-        (h, w), _ = self.input_size(height, width, scale)
-        ratio = torch.tensor([w / width, h / height, w / width, h / height], device=self.device)
-        scaled = [p.to(self.device, torch.float32) * ratio for p in proposals]
-        sizes = [(h, w)] * len(proposals)
-        pool = None
-        if self.options.roi_align == "grid":
-            if self.pooler.scales is None or self.pooler.map_levels is None:
-                with torch.no_grad():  # a detector that never ran: let the pooler see feature sizes once
-                    x = torch.zeros(1, 3, height, width, device=self.device)
-                    setup_pooler(self.pooler, self.model.backbone(self.to_input(x, scale)), sizes[:1])
-            pool = GridRoIAlign(self.pooler, scaled, sizes)
-        return RoIPlan(scaled, sizes, (height, width), pool, scale)
-
-    # -- forward -------------------------------------------------------------------------------
-    def autocast(self):
-        """bf16 autocast where reduced precision is asked for without weights cast once."""
-        if not self.options.reduced_precision or self.dtype is not None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
-    def __call__(self, images: torch.Tensor, plan: RoIPlan, decode: bool = False) -> HeadOutputs:
-        """Head outputs for ``plan``'s proposals on the (B, 3, H, W) images in [0, 1] (fp32 outputs).
-
-        With weights cast once (bf16), the input is cast after normalisation, RoIAlign samples the
-        features in fp32 (as torchvision's op does under autocast) and the pooled features are cast
-        back for the heads; the outputs, the losses and the masks stay fp32."""
-        with self.autocast():
-            x = self.to_input(images, plan.scale)
-            features = self.backbone(x if self.dtype is None else x.to(self.dtype))
-            if plan.pool is not None:
-                pooled = plan.pool(features)  # samples in fp32
-            else:
-                fp32 = features if self.dtype is None else {k: v.float() for k, v in features.items()}
-                pooled = self.pooler(fp32, plan.scaled, plan.image_sizes)
-            if self.dtype is not None:
-                pooled = pooled.to(self.dtype)
-            logits, regression = self.box_predictor(self.box_head(pooled))
-        logits, regression = logits.float(), regression.float()
-        n_cls = logits.shape[-1]
-        deltas = regression.reshape(-1, n_cls, 4)
-        probs = torch.softmax(logits, -1)
-        boxes = self.decode(regression, plan) if decode else deltas.new_zeros(0)
-        return HeadOutputs(deltas, probs, boxes, logits)
-
-    def outputs(
-        self, images: torch.Tensor, proposals: list[torch.Tensor], scale: float | None = None
-    ) -> HeadOutputs:
-        """One pass with decoded boxes: what ``roi_head_outputs(model, images, proposals)`` returns."""
-        return self(images, self.plan(proposals, *images.shape[-2:], scale), decode=True)
-
-    def decode(self, regression: torch.Tensor, plan: RoIPlan) -> torch.Tensor:
-        """Decoded, clipped boxes (K, C+1, 4) in pixels of the original images."""
-        heads = self.model.roi_heads
-        n_cls = regression.shape[-1] // 4
-        boxes = heads.box_coder.decode(regression.detach(), plan.scaled).reshape(-1, n_cls, 4)
-        (h, w), (oh, ow) = plan.image_sizes[0], plan.orig_size
-        boxes = box_ops.clip_boxes_to_image(boxes, (h, w))
-        return boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
-
-
-def input_scale(model: torch.nn.Module, height: int, width: int) -> float:
-    """The factor by which the detector's transform resizes an (height, width) image."""
-    t = model.transform
-    return min(float(t.min_size[-1]) / min(height, width), float(t.max_size) / max(height, width))
+        super().__init__(
+            model,
+            device,
+            backbone=_CompiledOrEager(model, backbone, options.compile),
+            box_head=_copy(model, "roi_heads.box_head", False, dtype),
+            box_predictor=_copy(model, "roi_heads.box_predictor", False, dtype),
+            dtype=dtype,
+            channels_last=bool(options.channels_last),
+            grid_pool=options.roi_align == "grid",
+            autocast=options.reduced_precision and dtype is None,
+        )
 
 
 def auto_batch_size(

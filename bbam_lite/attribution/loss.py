@@ -3,19 +3,21 @@
     lambda * |M|_1 + lambda_TV * TV_beta(M)
         + 1_box * mean_o L_box(o) + 1_cls * mean_o L_cls(o)
 
-with, for each positive proposal o of the object (t^c, p^c its clean outputs, c the object's class):
+with, for each positive proposal o of the object (t^c, p^c its clean outputs, c the object's class),
+L_box(o) and L_cls(o) the head targets named by ``box_loss`` and ``cls_loss``, one callable each in
+:mod:`bbam_lite.attribution.targets`:
 
 * ``box_loss="sum"`` (paper):        L_box(o) = |t^c - f_box(Phi, o)|_1 over the 4 deltas;
 * ``box_loss="half-mean"`` (authors' code): the mean over the 4 deltas, halved;
 * ``cls_loss="all"`` (paper):        L_cls(o) = |p^c - f_cls(Phi, o)|_1 over all class probabilities;
 * ``cls_loss="target-half"`` (authors' code): |p^c_c - f_cls(Phi, o)_c| / 2, the object's class only.
 
-The optimisation (:func:`bbam_lite.attribution.bbam.optimise`, many objects at once), the one-object
-:func:`bbam_lite.attribution.bbam.head_losses`, the plain reference loop of ``scripts/bench_bbam.py``
-and notebook 05 all compute the loss through these functions, so changing the loss is a change of
-this file. The steps, in the order the engine runs them:
+The optimisation (:func:`bbam_lite.attribution.bbam.optimise`, many objects at once), the plain
+reference loop of ``scripts/bench_bbam.py`` and notebook 05 all compute the loss through these
+functions, so weighting the terms is a change of this file, and a new term a new target. The
+steps, in the order the engine runs them:
 
-1. :func:`head_terms`: the per-proposal terms L_box(o), L_cls(o);
+1. :func:`head_terms`: the per-proposal terms L_box(o), L_cls(o) (the two targets);
 2. :func:`object_means`: their average per object (a plain mean for one object; with ``segments``
    and ``counts`` the average of each object's rows of a batch);
 3. :func:`mask_l1` and :func:`tv_norm` (:func:`mask_terms`): the mask's terms;
@@ -27,28 +29,38 @@ are byte-identical to those of the code this module replaced.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from bbam_lite.attribution.bbam import BBAMConfig
+from bbam_lite.attribution.targets import HeadRows, get_target, target_names
 
-BOX_LOSSES = ("sum", "half-mean")
-CLS_LOSSES = ("all", "target-half")
+
+class LossSettings(Protocol):
+    """The settings the objective reads (:class:`bbam_lite.attribution.bbam.BBAMConfig` has them)."""
+
+    lam: float
+    lam_tv: float
+    beta: float
+    use_box: bool
+    use_cls: bool
+    tv_diagonal: bool
+    box_loss: str
+    cls_loss: str
 
 
 def check_variants(box_loss: str, cls_loss: str) -> None:
-    """Raise ``ValueError`` for a box or class loss variant this module does not know."""
-    if box_loss not in BOX_LOSSES or cls_loss not in CLS_LOSSES:
+    """Raise ``ValueError`` for a box or class target that is not registered."""
+    boxes, classes = target_names("box"), target_names("cls")
+    if box_loss not in boxes or cls_loss not in classes:
         raise ValueError(
-            f"box_loss must be {'|'.join(BOX_LOSSES)} and cls_loss {'|'.join(CLS_LOSSES)}, "
+            f"box_loss must be {'|'.join(boxes)} and cls_loss {'|'.join(classes)}, "
             f"got {box_loss!r} and {cls_loss!r}"
         )
 
 
 def head_terms(
-    cfg: BBAMConfig,
+    cfg: LossSettings,
     deltas: torch.Tensor,
     probs: torch.Tensor,
     target_deltas: torch.Tensor,
@@ -62,15 +74,8 @@ def head_terms(
     all rows.
     """
     check_variants(cfg.box_loss, cfg.cls_loss)
-    d = (deltas - target_deltas).abs()
-    box_rows = d.sum(-1) if cfg.box_loss == "sum" else d.mean(-1) / 2
-    if cfg.cls_loss == "all":
-        cls_rows = (probs - target_probs).abs().sum(-1)
-    else:
-        idx = torch.arange(len(probs), device=probs.device)
-        labels = torch.as_tensor(labels, device=probs.device).expand(len(probs))
-        cls_rows = (probs[idx, labels] - target_probs[idx, labels]).abs() / 2
-    return box_rows, cls_rows
+    out, clean = HeadRows(deltas, probs, labels), HeadRows(target_deltas, target_probs, labels)
+    return get_target("box", cfg.box_loss)(out, clean), get_target("cls", cfg.cls_loss)(out, clean)
 
 
 def object_means(
@@ -106,18 +111,20 @@ def tv_norm(mask: torch.Tensor, beta: float, diagonal: bool = False) -> torch.Te
     return tv
 
 
-def mask_terms(cfg: BBAMConfig, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_terms(cfg: LossSettings, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(|M|_1, TV_beta(M))`` of one coarse mask (h, w), with the config's beta and TV variant."""
     return mask_l1(mask), tv_norm(mask, cfg.beta, cfg.tv_diagonal)
 
 
-def weighted_total(cfg: BBAMConfig, l1: Any, tv: Any, box: Any, cls: Any) -> Any:
+def weighted_total(cfg: LossSettings, l1: Any, tv: Any, box: Any, cls: Any) -> Any:
     """lambda * l1 + lambda_TV * tv + 1_box * box + 1_cls * cls (tensors of any shape, arrays or
     floats: per object when they hold one value per object)."""
     return cfg.lam * l1 + cfg.lam_tv * tv + cfg.use_box * box + cfg.use_cls * cls
 
 
-def bbam_objective(cfg: BBAMConfig, mask: torch.Tensor, box: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+def bbam_objective(
+    cfg: LossSettings, mask: torch.Tensor, box: torch.Tensor, cls: torch.Tensor
+) -> torch.Tensor:
     """Eq. 5 for one object: its mask's terms and its head losses (from :func:`object_means`)."""
     l1, tv = mask_terms(cfg, mask)
     return weighted_total(cfg, l1, tv, box, cls)
