@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bbam_lite.detector.model import CheckpointError, _config_from_dict
+from bbam_lite.detector.model import config_from_dict
+from bbam_lite.utils.checkpoints import CheckpointError, mismatch, read_checkpoint
 from bbam_lite.utils.io import atomic_save
 
 TASKS = ("semantic", "instance")
@@ -63,28 +64,18 @@ class LoadedSegmenter:
 def load_segmenter(path: Path, device: str | torch.device = "cpu") -> LoadedSegmenter:
     """Load a checkpoint written by :func:`save_segmenter`; one-line :class:`CheckpointError` otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: segmentation checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or not {"task", "config", "class_names", "state_dict"} <= set(payload):
-        raise CheckpointError(
-            f"{path}: not a bbam-lite segmentation checkpoint (missing task/config/weights)"
-        )
+    payload = read_checkpoint(path, "segmenter", "a bbam-lite segmentation checkpoint (train-seg's model.pt)")
     task = payload["task"]
     if task not in TASKS:
         raise CheckpointError(f"{path}: unknown task {task!r}")
-    cfg = _config_from_dict(payload["config"], config_class(task))
+    cfg = config_from_dict(payload["config"], config_class(task))
     names = list(payload["class_names"])
     model = build_model(task, cfg, len(names) - 1)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        lines = str(exc).splitlines()
         raise CheckpointError(
-            f"{path}: weights do not fit the {task} {cfg.profile} network ({lines[-1].strip()})"
+            f"{path}: weights do not fit the {task} {cfg.profile} network ({mismatch(exc)})"
         ) from None
     model.to(device).eval()
     return LoadedSegmenter(task, model, cfg, names, dict(payload.get("meta", {})))

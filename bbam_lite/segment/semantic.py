@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bbam_lite.compat import import_torchvision
-from bbam_lite.detector.model import _BasicBlock, _cached, _gn
+from bbam_lite.detector.model import BasicBlock, group_norm, in_torch_cache
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
 
 import_torchvision()
@@ -140,16 +140,16 @@ class SmallDilatedResNet(nn.Module):
         w0 = widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(3, w0, 3, 2, 1, bias=False),
-            _gn(w0),
+            group_norm(w0),
             nn.ReLU(inplace=True),
             nn.Conv2d(w0, w0, 3, 2, 1, bias=False),
-            _gn(w0),
+            group_norm(w0),
             nn.ReLU(inplace=True),
         )
         strides, dilations = (1, 2, 1, 1), (1, 1, 2, 4)
         stages, cin = [], w0
         for w, s, d in zip(widths, strides, dilations, strict=True):
-            stages.append(nn.Sequential(_BasicBlock(cin, w, s, d), _BasicBlock(w, w, 1, d)))
+            stages.append(nn.Sequential(BasicBlock(cin, w, s, d), BasicBlock(w, w, 1, d)))
             cin = w
         self.stages = nn.Sequential(*stages)
         self.out_channels = widths[-1]
@@ -167,7 +167,7 @@ def _resnet_os8(name: str) -> tuple[nn.Module, int]:
     from torchvision import models
 
     weights = (models.ResNet101_Weights if name == "resnet101" else models.ResNet50_Weights).IMAGENET1K_V1
-    use = weights if _cached(weights) else None
+    use = weights if in_torch_cache(weights) else None
     if use is None and not _SCRATCH_WARNED:
         warnings.warn(
             f"no pretrained {name} weights in the torch cache ({torch.hub.get_dir()}); DeepLab starts "
