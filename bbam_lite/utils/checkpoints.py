@@ -80,7 +80,7 @@ def read_checkpoint(path: Path, expected: str, what: str) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: not found (expected {what})")
+        raise CheckpointError(f"{path}: checkpoint not found (expected {what})")
     with open(path, "rb") as f:
         head = f.read(512)
     found = _sniff(head)
