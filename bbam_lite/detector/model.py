@@ -370,6 +370,8 @@ def load_detector(
     """
     from bbam_lite.detector import torchvision_models as tvm
 
+    if class_map and class_names is None:
+        raise ValueError("class_map needs the dataset's class_names")
     if isinstance(spec, FasterRCNN):
         import copy
 
