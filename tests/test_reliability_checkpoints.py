@@ -163,3 +163,18 @@ def test_the_shipped_detector_loads_as_before() -> None:
     state = load_detector(default_detector_path()).model.state_dict()
     assert list(state) == list(payload["state_dict"])
     assert all(torch.equal(state[k], v) for k, v in payload["state_dict"].items())
+
+
+def test_segmentation_checkpoints_record_the_backbone_norm(tmp_path, monkeypatch) -> None:
+    import bbam_lite.segment.semantic as semantic
+    from bbam_lite.segment.checkpoint import build_model, save_segmenter
+
+    cfg = semantic.get_semantic_profile("lite", backbone="resnet50")
+    model = build_model("semantic", cfg, 2, "frozen_batch_norm")
+    save_segmenter(tmp_path / "model.pt", "semantic", model, cfg, ["background", "a", "b"], {})
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["architecture"] == {
+        "norm": "frozen_batch_norm"
+    }
+    monkeypatch.setattr(semantic, "in_torch_cache", lambda weights: pytest.fail("cache consulted"))
+    loaded = load_segmenter(tmp_path / "model.pt").model
+    assert any(isinstance(m, tv.ops.misc.FrozenBatchNorm2d) for m in loaded.backbone.modules())

@@ -240,8 +240,13 @@ def _resnet_fpn(cfg: DetectorConfig, norm: str | None) -> nn.Module:
         backbone_name=cfg.backbone,
         weights=use,
         trainable_layers=3 if use else 5,
-        norm_layer=tv.ops.misc.FrozenBatchNorm2d if norm == "frozen_batch_norm" else nn.BatchNorm2d,
+        norm_layer=resnet_norm_layer(norm),
     )
+
+
+def resnet_norm_layer(norm: str) -> type[nn.Module]:
+    """The norm class of a ResNet backbone built with ``norm`` (``frozen_batch_norm`` or ``batch_norm``)."""
+    return tv.ops.misc.FrozenBatchNorm2d if norm == "frozen_batch_norm" else nn.BatchNorm2d
 
 
 def build_detector(cfg: DetectorConfig, num_classes: int, norm: str | None = None) -> FasterRCNN:
@@ -310,6 +315,20 @@ def norm_of_weights(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "group_norm"
 
 
+def architecture_of(model: nn.Module) -> dict:
+    """What a checkpoint records of a network beyond its config: its backbone's norm."""
+    return {"norm": backbone_norm(model)}
+
+
+def norm_from_checkpoint(path: Path, payload: dict) -> str:
+    """The backbone norm a checkpoint records (``architecture``), or, for one made before it was
+    recorded, the norm its weights were saved from."""
+    norm = dict(payload.get("architecture") or {}).get("norm") or norm_of_weights(payload["state_dict"])
+    if norm not in NORMS:
+        raise CheckpointError(f"{path}: unknown backbone norm {norm!r} (known: {', '.join(NORMS)})")
+    return norm
+
+
 def save_detector(
     path: Path, model: nn.Module, cfg: DetectorConfig, class_names: list[str], meta: dict
 ) -> None:
@@ -321,7 +340,7 @@ def save_detector(
         "class_names": list(class_names),
         "state_dict": state,
         "meta": meta,
-        "architecture": {"norm": backbone_norm(model)},
+        "architecture": architecture_of(model),
     }
     atomic_save(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -416,10 +435,7 @@ def _load_checkpoint_file(
             f"the data has {len(class_names) - 1} classes {list(class_names)[1:]}"
         )
     cfg = config_from_dict(payload["config"])
-    norm = dict(payload.get("architecture") or {}).get("norm") or norm_of_weights(payload["state_dict"])
-    if norm not in NORMS:
-        raise CheckpointError(f"{path}: unknown backbone norm {norm!r} (known: {', '.join(NORMS)})")
-    model = build_detector(cfg, len(names) - 1, norm)
+    model = build_detector(cfg, len(names) - 1, norm_from_checkpoint(path, payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bbam_lite.detector.model import config_from_dict
+from bbam_lite.detector.model import architecture_of, config_from_dict, norm_from_checkpoint
 from bbam_lite.utils.checkpoints import CheckpointError, mismatch, read_checkpoint
 from bbam_lite.utils.io import atomic_save
 
@@ -28,15 +28,16 @@ def config_class(task: str) -> type:
     raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
 
 
-def build_model(task: str, cfg, num_classes: int) -> nn.Module:
-    """The network of ``task`` for ``num_classes`` object classes (background added)."""
+def build_model(task: str, cfg, num_classes: int, norm: str | None = None) -> nn.Module:
+    """The network of ``task`` for ``num_classes`` object classes (background added); ``norm``: the
+    backbone's, as a checkpoint records it (None: chosen for training)."""
     if task == "semantic":
         from bbam_lite.segment.semantic import build_semantic_model
 
-        return build_semantic_model(cfg, num_classes)
+        return build_semantic_model(cfg, num_classes, norm)
     from bbam_lite.segment.instance import build_instance_model
 
-    return build_instance_model(cfg, num_classes)
+    return build_instance_model(cfg, num_classes, norm)
 
 
 def save_segmenter(path: Path, task: str, model: nn.Module, cfg, class_names: list[str], meta: dict) -> None:
@@ -48,6 +49,7 @@ def save_segmenter(path: Path, task: str, model: nn.Module, cfg, class_names: li
         "class_names": list(class_names),
         "state_dict": state,
         "meta": meta,
+        "architecture": architecture_of(model),
     }
     atomic_save(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -70,7 +72,7 @@ def load_segmenter(path: Path, device: str | torch.device = "cpu") -> LoadedSegm
         raise CheckpointError(f"{path}: unknown task {task!r}")
     cfg = config_from_dict(payload["config"], config_class(task))
     names = list(payload["class_names"])
-    model = build_model(task, cfg, len(names) - 1)
+    model = build_model(task, cfg, len(names) - 1, norm_from_checkpoint(path, payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
