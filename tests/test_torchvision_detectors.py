@@ -217,3 +217,13 @@ def test_pseudo_labels_with_a_torchvision_detector(tmp_path, tiny_synth, mobilen
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'house'" in err and "--class-map house=" in err, err
     assert not (tmp_path / "other").exists()
+
+
+def test_own_model_with_its_class_names() -> None:
+    model = _model("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4)
+    names = ["bg", "Tree", "house", "plane"]
+    with pytest.raises(ValueError, match="class head has 4 outputs"):
+        load_detector(model, class_names=SYNTH)
+    loaded = load_detector(model, class_names=["background", "airplane", "tree"], detector_classes=names)
+    assert loaded.provenance["detector_classes"] == ["plane", "Tree"]
+    assert loaded.model.roi_heads.box_predictor.keep.tolist() == [3, 1]

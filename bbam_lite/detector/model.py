@@ -408,11 +408,12 @@ def load_detector(
         return _load_checkpoint_file(Path(spec), device, class_names)
     from bbam_lite.detector.classes import match_classes, select_classes
 
+    outputs = model.roi_heads.box_predictor.cls_score.out_features
     names = list(detector_classes) if detector_classes is not None else tvm.class_names_of(model)
-    if names is None:
+    if names is None or len(names) != outputs:
         raise CheckpointError(
-            f"the detector has {model.roi_heads.box_predictor.cls_score.out_features} classes, not "
-            "COCO's 91: give their names (detector_classes, background first)"
+            f"the detector's class head has {outputs} outputs: give as many class names "
+            "(detector_classes, background first)"
         )
     if class_names is not None:
         indices = match_classes(list(class_names), names, class_map)
