@@ -25,6 +25,16 @@ EXIT_BAD_INPUT = 2
 COMMAND_MODULES: list[str] = ["bbam_lite.segment.cli", "bbam_lite.book.command"]
 
 
+def _add_class_map_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--class-map",
+        default=None,
+        metavar="DATASET_NAME=DETECTOR_NAME[,...]",
+        help="for a torchvision detector: the detector's class for each dataset class whose name it "
+        "lacks (VOC/COCO synonyms such as aeroplane=airplane are built in)",
+    )
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from bbam_lite.data.synthetic import SynthSettings, parse_difficulty, synthesize
 
@@ -103,7 +113,7 @@ def cmd_eval_detector(args: argparse.Namespace) -> int:
 
     ds = check_not_empty(_load(args.data, args.dataset, args.split), f"to score (--split {args.split})")
     path = args.detector or default_detector_path()
-    det = load_detector(path, _device(args.device), class_names=ds.class_names)
+    det = load_detector(path, _device(args.device), class_names=ds.class_names, class_map=args.class_map)
     metrics = evaluate_detector(det.model, ds, args.device, progress=not args.quiet)
     metrics = {**metrics, "images": len(ds), "detector": str(path)}
     print(" ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -155,8 +165,8 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         device = _device(ranks.device(args.device))
         if settings.needs_detector:
             path = args.detector or default_detector_path()
-            loaded = load_detector(path, device, class_names=ds.class_names)
-            detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
+            loaded = load_detector(path, device, class_names=ds.class_names, class_map=args.class_map)
+            detector, det_info = loaded.model, loaded.provenance
         batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
         q = generate(
             ds,
@@ -265,8 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval-detector", help="box AP of a detector checkpoint (pycocotools)")
     _add_data_args(ev, split="val")
     ev.add_argument(
-        "--detector", type=Path, default=None, help="checkpoint (default: the shipped synthetic detector)"
+        "--detector",
+        type=Path,
+        default=None,
+        help="checkpoint or torchvision:ARCH:WEIGHTS (default: the shipped synthetic detector)",
     )
+    _add_class_map_arg(ev)
     ev.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_eval_detector)
@@ -294,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         type=Path,
         default=None,
-        help="detector checkpoint (default for synthetic data: the shipped one); used by bbam and "
-        "--boxes detector",
+        help="detector checkpoint (default for synthetic data: the shipped one) or "
+        "torchvision:ARCH:WEIGHTS (a torchvision Faster R-CNN and its state-dict file, e.g. COCO's); "
+        "used by bbam and --boxes detector",
     )
+    _add_class_map_arg(pl)
     pl.add_argument(
         "--boxes",
         choices=["gt", "detector"],

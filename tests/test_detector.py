@@ -91,12 +91,14 @@ def test_checkpoint_round_trip_and_bad_checkpoints(smoke_model, tmp_path) -> Non
         load_detector(path, class_names=["background", "x", "y"])
     broken = tmp_path / "broken.pt"
     broken.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(CheckpointError, match="not a readable detector checkpoint"):
+    with pytest.raises(CheckpointError, match="a damaged or truncated PyTorch file; expected a bbam-lite"):
         load_detector(broken)
     with pytest.raises(CheckpointError, match="not found"):
         load_detector(tmp_path / "missing.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a bbam-lite detector checkpoint"):
+    with pytest.raises(
+        CheckpointError, match="a PyTorch file of another kind; expected a bbam-lite detector"
+    ):
         load_detector(tmp_path / "other.pt")
 
 

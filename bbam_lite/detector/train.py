@@ -31,7 +31,8 @@ from tqdm import tqdm
 from bbam_lite.data.images import image_tensor
 from bbam_lite.data.records import BoxDataset, ImageRecord
 from bbam_lite.detector.evaluate import evaluate_detector
-from bbam_lite.detector.model import CheckpointError, DetectorConfig, build_detector, save_detector
+from bbam_lite.detector.model import DetectorConfig, build_detector, save_detector
+from bbam_lite.utils.checkpoints import read_checkpoint
 from bbam_lite.utils.distributed import Ranks
 from bbam_lite.utils.io import atomic_path, atomic_save, atomic_write_json, make_folder
 from bbam_lite.utils.run_folder import check_run_settings, finished_run
@@ -111,13 +112,11 @@ def _optimizer(cfg: DetectorConfig, model: torch.nn.Module) -> torch.optim.Optim
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: training checkpoint is unreadable ({type(exc).__name__}); delete it to restart the run"
-        ) from None
+def load_training_checkpoint(path: Path) -> dict:
+    """A run's ``checkpoint.pt`` (model, optimizer, iteration); one line if it is damaged."""
+    return read_checkpoint(
+        path, "training", "a training checkpoint to resume from (delete it to restart the run)"
+    )
 
 
 def _mean_over_ranks(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -185,7 +184,7 @@ def train_detector(
     ckpt_path = run / "checkpoint.pt"
     log_path = run / "train_log.jsonl"
     if ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path)
+        ckpt = load_training_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])

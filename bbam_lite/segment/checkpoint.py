@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bbam_lite.detector.model import CheckpointError, _config_from_dict
+from bbam_lite.detector.model import architecture_of, config_from_dict, norm_from_checkpoint
+from bbam_lite.utils.checkpoints import CheckpointError, mismatch, read_checkpoint
 from bbam_lite.utils.io import atomic_save
 
 TASKS = ("semantic", "instance")
@@ -27,15 +28,16 @@ def config_class(task: str) -> type:
     raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
 
 
-def build_model(task: str, cfg, num_classes: int) -> nn.Module:
-    """The network of ``task`` for ``num_classes`` object classes (background added)."""
+def build_model(task: str, cfg, num_classes: int, norm: str | None = None) -> nn.Module:
+    """The network of ``task`` for ``num_classes`` object classes (background added); ``norm``: the
+    backbone's, as a checkpoint records it (None: chosen for training)."""
     if task == "semantic":
         from bbam_lite.segment.semantic import build_semantic_model
 
-        return build_semantic_model(cfg, num_classes)
+        return build_semantic_model(cfg, num_classes, norm)
     from bbam_lite.segment.instance import build_instance_model
 
-    return build_instance_model(cfg, num_classes)
+    return build_instance_model(cfg, num_classes, norm)
 
 
 def save_segmenter(path: Path, task: str, model: nn.Module, cfg, class_names: list[str], meta: dict) -> None:
@@ -47,6 +49,7 @@ def save_segmenter(path: Path, task: str, model: nn.Module, cfg, class_names: li
         "class_names": list(class_names),
         "state_dict": state,
         "meta": meta,
+        "architecture": architecture_of(model),
     }
     atomic_save(Path(path), lambda tmp: torch.save(payload, tmp))
 
@@ -63,28 +66,18 @@ class LoadedSegmenter:
 def load_segmenter(path: Path, device: str | torch.device = "cpu") -> LoadedSegmenter:
     """Load a checkpoint written by :func:`save_segmenter`; one-line :class:`CheckpointError` otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: segmentation checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or not {"task", "config", "class_names", "state_dict"} <= set(payload):
-        raise CheckpointError(
-            f"{path}: not a bbam-lite segmentation checkpoint (missing task/config/weights)"
-        )
+    payload = read_checkpoint(path, "segmenter", "a bbam-lite segmentation checkpoint (train-seg's model.pt)")
     task = payload["task"]
     if task not in TASKS:
         raise CheckpointError(f"{path}: unknown task {task!r}")
-    cfg = _config_from_dict(payload["config"], config_class(task))
+    cfg = config_from_dict(payload["config"], config_class(task))
     names = list(payload["class_names"])
-    model = build_model(task, cfg, len(names) - 1)
+    model = build_model(task, cfg, len(names) - 1, norm_from_checkpoint(path, payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        lines = str(exc).splitlines()
         raise CheckpointError(
-            f"{path}: weights do not fit the {task} {cfg.profile} network ({lines[-1].strip()})"
+            f"{path}: weights do not fit the {task} {cfg.profile} network ({mismatch(exc)})"
         ) from None
     model.to(device).eval()
     return LoadedSegmenter(task, model, cfg, names, dict(payload.get("meta", {})))

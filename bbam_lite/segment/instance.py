@@ -229,9 +229,10 @@ def _grid_pooler(pooler: MultiScaleRoIAlign) -> GridMultiScaleRoIAlign:
     return GridMultiScaleRoIAlign(pooler.featmap_names, pooler.output_size, pooler.sampling_ratio)
 
 
-def build_instance_model(cfg: InstanceConfig, num_classes: int) -> FasterRCNN:
-    """Mask R-CNN: :func:`build_detector`'s network with a mask branch and ignore-aware RoI heads."""
-    model = build_detector(cfg, num_classes)
+def build_instance_model(cfg: InstanceConfig, num_classes: int, norm: str | None = None) -> FasterRCNN:
+    """Mask R-CNN: :func:`build_detector`'s network (``norm`` as there) with a mask branch and
+    ignore-aware RoI heads."""
+    model = build_detector(cfg, num_classes, norm)
     channels = model.backbone.out_channels
     model.roi_heads.box_roi_pool = _grid_pooler(model.roi_heads.box_roi_pool)
     model.roi_heads = IgnoreAwareRoIHeads(

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bbam_lite.compat import import_torchvision
-from bbam_lite.detector.model import _BasicBlock, _cached, _gn
+from bbam_lite.detector.model import BasicBlock, group_norm, in_torch_cache, resnet_norm_layer
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
 from bbam_lite.utils.profiles import profile_name
 
@@ -142,16 +142,16 @@ class SmallDilatedResNet(nn.Module):
         w0 = widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(3, w0, 3, 2, 1, bias=False),
-            _gn(w0),
+            group_norm(w0),
             nn.ReLU(inplace=True),
             nn.Conv2d(w0, w0, 3, 2, 1, bias=False),
-            _gn(w0),
+            group_norm(w0),
             nn.ReLU(inplace=True),
         )
         strides, dilations = (1, 2, 1, 1), (1, 1, 2, 4)
         stages, cin = [], w0
         for w, s, d in zip(widths, strides, dilations, strict=True):
-            stages.append(nn.Sequential(_BasicBlock(cin, w, s, d), _BasicBlock(w, w, 1, d)))
+            stages.append(nn.Sequential(BasicBlock(cin, w, s, d), BasicBlock(w, w, 1, d)))
             cin = w
         self.stages = nn.Sequential(*stages)
         self.out_channels = widths[-1]
@@ -163,23 +163,27 @@ class SmallDilatedResNet(nn.Module):
 _SCRATCH_WARNED = False
 
 
-def _resnet_os8(name: str) -> tuple[nn.Module, int]:
-    """torchvision ResNet with layers 3 and 4 dilated (output stride 8), ImageNet weights if cached."""
+def _resnet_os8(name: str, norm: str | None = None) -> tuple[nn.Module, int]:
+    """torchvision ResNet with layers 3 and 4 dilated (output stride 8): ``norm`` None (training)
+    uses ImageNet weights with frozen norms if cached, trainable norms from scratch otherwise; a
+    recorded ``norm`` (loading a checkpoint) builds that norm without pretrained weights."""
     global _SCRATCH_WARNED
     from torchvision import models
 
-    weights = (models.ResNet101_Weights if name == "resnet101" else models.ResNet50_Weights).IMAGENET1K_V1
-    use = weights if _cached(weights) else None
-    if use is None and not _SCRATCH_WARNED:
-        warnings.warn(
-            f"no pretrained {name} weights in the torch cache ({torch.hub.get_dir()}); DeepLab starts "
-            "from scratch",
-            stacklevel=3,
-        )
-        _SCRATCH_WARNED = True
-    norm = import_torchvision().ops.misc.FrozenBatchNorm2d if use else nn.BatchNorm2d
+    use = None
+    if norm is None:
+        weights = (models.ResNet101_Weights if name == "resnet101" else models.ResNet50_Weights).IMAGENET1K_V1
+        use = weights if in_torch_cache(weights) else None
+        if use is None and not _SCRATCH_WARNED:
+            warnings.warn(
+                f"no pretrained {name} weights in the torch cache ({torch.hub.get_dir()}); DeepLab starts "
+                "from scratch",
+                stacklevel=3,
+            )
+            _SCRATCH_WARNED = True
+        norm = "frozen_batch_norm" if use else "batch_norm"
     net = getattr(models, name)(
-        weights=use, replace_stride_with_dilation=[False, True, True], norm_layer=norm
+        weights=use, replace_stride_with_dilation=[False, True, True], norm_layer=resnet_norm_layer(norm)
     )
     body = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
@@ -190,13 +194,13 @@ def _resnet_os8(name: str) -> tuple[nn.Module, int]:
 class DeepLabV2(nn.Module):
     """Backbone (output stride 8) + ASPP; ``forward`` maps images in [0, 1] to full-size logits."""
 
-    def __init__(self, cfg: SemanticConfig, num_labels: int) -> None:
+    def __init__(self, cfg: SemanticConfig, num_labels: int, norm: str | None = None) -> None:
         super().__init__()
         if cfg.backbone == "gn-small":
             self.backbone: nn.Module = SmallDilatedResNet(cfg.widths)
             channels = cfg.widths[-1]
         elif cfg.backbone in ("resnet50", "resnet101"):
-            self.backbone, channels = _resnet_os8(cfg.backbone)
+            self.backbone, channels = _resnet_os8(cfg.backbone, norm)
         else:
             raise ValueError(f"unknown backbone {cfg.backbone!r}; choose gn-small, resnet50 or resnet101")
         self.aspp = ASPPv2(channels, num_labels, cfg.aspp_rates)
@@ -232,9 +236,10 @@ class DeepLabV2(nn.Module):
         ]
 
 
-def build_semantic_model(cfg: SemanticConfig, num_classes: int) -> DeepLabV2:
-    """DeepLab-v2 for ``num_classes`` object classes plus background."""
-    return DeepLabV2(cfg, num_classes + 1)
+def build_semantic_model(cfg: SemanticConfig, num_classes: int, norm: str | None = None) -> DeepLabV2:
+    """DeepLab-v2 for ``num_classes`` object classes plus background; ``norm``: the ResNet
+    backbone's, as a checkpoint records it (None: chosen for training)."""
+    return DeepLabV2(cfg, num_classes + 1, norm)
 
 
 def semantic_loss(

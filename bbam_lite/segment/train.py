@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from bbam_lite.data.records import BoxDataset
-from bbam_lite.detector.train import ImageCache, _load_checkpoint, batch_indices
+from bbam_lite.detector.train import ImageCache, batch_indices, load_training_checkpoint
 from bbam_lite.detector.train import lr_at as detector_lr_at
 from bbam_lite.segment.batches import instance_batch, semantic_batch
 from bbam_lite.segment.checkpoint import build_model, save_segmenter
@@ -165,7 +165,7 @@ def train_segmentation(
     start, elapsed, cpu, val_seconds = 0, 0.0, 0.0, 0.0
     ckpt_path, log_path = run / "checkpoint.pt", run / "train_log.jsonl"
     if ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path)
+        ckpt = load_training_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
