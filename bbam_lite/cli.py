@@ -154,6 +154,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.data import check_not_empty
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
+    from bbam_lite.pseudo.job import DetectorRef, LabelJob
     from bbam_lite.pseudo.settings import PseudoLabelSettings
     from bbam_lite.pseudo.workers import check_workers, default_workers
     from bbam_lite.utils.distributed import process_group
@@ -178,7 +179,6 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         bbam=bbam,
         maps_from=str(args.maps_from) if args.maps_from else None,
     )
-    detector, det_info = None, {}
     if settings.needs_detector:
         if args.detector is None and kind != "synthetic":
             raise ValueError(
@@ -190,29 +190,27 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         check_workers(args.workers)
     with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
         device = _device(ranks.device(args.device))
+        detector = None
         if settings.needs_detector:
             path = args.detector or default_detector_path()
             loaded = load_detector(path, device, class_names=ds.class_names)
-            detector, det_info = loaded.model, {"detector": str(Path(path).resolve())}
+            detector = DetectorRef.checkpoint(path, loaded.model)
         batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
-        q = generate(
+        job = LabelJob.make(
             ds,
             settings,
             args.out,
             detector,
-            None,  # the channel mean: computed from ds when the method needs it
-            device,
-            args.limit,
-            args.batch_images,
-            det_info,
+            device=device,
+            limit=args.limit,
+            batch_images=args.batch_images,
             progress=not args.quiet,
-            rank=ranks.rank,
-            world_size=ranks.world_size,
-            barrier=ranks.barrier,
+            ranks=ranks,
             batch_objects=batch_objects,
             engine=EngineOptions(precision=args.precision),
             workers=args.workers if args.workers is not None else default_workers(ranks.world_size),
         )
+        q = generate(job)
     if not ranks.is_main:
         return 0
     if "miou" in q:
