@@ -155,6 +155,8 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
     from bbam_lite.pseudo.job import DetectorRef, LabelJob
+    from bbam_lite.pseudo.methods import get_method
+    from bbam_lite.pseudo.options import options_from_args
     from bbam_lite.pseudo.settings import PseudoLabelSettings
     from bbam_lite.pseudo.workers import check_workers, default_workers
     from bbam_lite.utils.distributed import process_group
@@ -178,6 +180,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         mcg_dir=str(args.mcg_dir) if args.mcg_dir else None,
         bbam=bbam,
         maps_from=str(args.maps_from) if args.maps_from else None,
+        options=options_from_args(args, get_method(args.method)),
     )
     if settings.needs_detector:
         if args.detector is None and kind != "synthetic":
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(pl, split="train")
     from bbam_lite.attribution.bbam import PRESETS
     from bbam_lite.pseudo.methods import methods
+    from bbam_lite.pseudo.options import add_option_flags
     from bbam_lite.pseudo.settings import DEFAULT_PRESET
 
     pl.add_argument(
@@ -417,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         "while this one runs the method's device work; 1: all in this process. Default: the cores "
         "(shared among torchrun's processes), at most 8. The labels do not depend on it",
     )
+    add_option_flags(pl, methods())  # the options methods declare (bbam_lite.pseudo.options)
     pl.set_defaults(func=cmd_pseudo_labels)
 
     demo = sub.add_parser(

@@ -29,7 +29,7 @@ OpenCV's RNG per box), which that relies on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 from bbam_lite.data.records import ImageRecord
 from bbam_lite.pseudo.folder import ImageLabels
 from bbam_lite.pseudo.labels import InstanceLabel, compose_overwrite
+from bbam_lite.pseudo.options import Option
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 
@@ -99,6 +100,9 @@ class Method:
     batch_images: ClassVar[bool] = False  # labels several images together (BBAM's batches)
     #: PseudoLabelSettings fields the method reads (besides boxes, profile, detector_score)
     settings: ClassVar[tuple[str, ...]] = ()
+    #: the method's own options (bbam_lite.pseudo.options): each a --flag of pseudo-labels and a value
+    #: in PseudoLabelSettings.options and the labels folder's key
+    options: ClassVar[tuple[Option, ...]] = ()
     #: named variants {name: (title, settings, in_demo)}; default: the method alone under its name
     variants: ClassVar[dict[str, tuple[str, dict, bool]] | None] = None
     #: figure colours of variants that should not share the method's colour {variant: colour}
@@ -156,5 +160,10 @@ def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make the method available under ``cls.name``."""
     if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
         raise ValueError(f"pseudo-label method {cls.name!r} registered twice")
+    names = [o.name for o in cls.options]
+    taken = {f.name for f in fields(PseudoLabelSettings)}
+    clash = sorted({n for n in names if n in taken or names.count(n) > 1})
+    if clash:
+        raise ValueError(f"method {cls.name!r}: options {clash} repeat a name or a settings field")
     _REGISTRY[cls.name] = cls()
     return cls
