@@ -127,6 +127,9 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.data import check_not_empty
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
+    from bbam_lite.pseudo.job import DetectorRef, LabelJob
+    from bbam_lite.pseudo.methods import get_method
+    from bbam_lite.pseudo.options import options_from_args
     from bbam_lite.pseudo.settings import PseudoLabelSettings
     from bbam_lite.pseudo.workers import check_workers, default_workers
     from bbam_lite.utils.distributed import process_group
@@ -150,8 +153,8 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         mcg_dir=str(args.mcg_dir) if args.mcg_dir else None,
         bbam=bbam,
         maps_from=str(args.maps_from) if args.maps_from else None,
+        options=options_from_args(args, get_method(args.method)),
     )
-    detector, det_info = None, {}
     if settings.needs_detector:
         if args.detector is None and kind != "synthetic":
             raise ValueError(
@@ -163,29 +166,27 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
         check_workers(args.workers)
     with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
         device = _device(ranks.device(args.device))
+        detector = None
         if settings.needs_detector:
             path = args.detector or default_detector_path()
             loaded = load_detector(path, device, class_names=ds.class_names, class_map=args.class_map)
-            detector, det_info = loaded.model, loaded.provenance
+            detector = DetectorRef.loaded(loaded)
         batch_objects = args.batch_objects if args.batch_objects == "auto" else int(args.batch_objects)
-        q = generate(
+        job = LabelJob.make(
             ds,
             settings,
             args.out,
             detector,
-            None,  # the channel mean: computed from ds when the method needs it
-            device,
-            args.limit,
-            args.batch_images,
-            det_info,
+            device=device,
+            limit=args.limit,
+            batch_images=args.batch_images,
             progress=not args.quiet,
-            rank=ranks.rank,
-            world_size=ranks.world_size,
-            barrier=ranks.barrier,
+            ranks=ranks,
             batch_objects=batch_objects,
             engine=EngineOptions(precision=args.precision),
             workers=args.workers if args.workers is not None else default_workers(ranks.world_size),
         )
+        q = generate(job)
     if not ranks.is_main:
         return 0
     if "miou" in q:
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(pl, split="train")
     from bbam_lite.attribution.bbam import PRESETS
     from bbam_lite.pseudo.methods import methods
+    from bbam_lite.pseudo.options import add_option_flags
     from bbam_lite.pseudo.settings import DEFAULT_PRESET
 
     pl.add_argument(
@@ -400,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "while this one runs the method's device work; 1: all in this process. Default: the cores "
         "(shared among torchrun's processes), at most 8. The labels do not depend on it",
     )
+    add_option_flags(pl, methods())  # the options methods declare (bbam_lite.pseudo.options)
     pl.set_defaults(func=cmd_pseudo_labels)
 
     demo = sub.add_parser(

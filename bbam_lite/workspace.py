@@ -219,6 +219,12 @@ class Workspace:
             self._cache["detector"] = load_detector(self.detector_path(), self.device, class_names=names)
         return self._cache["detector"]
 
+    def detector_ref(self):
+        """The detector as labelling jobs take it: loaded when used, recorded by its path."""
+        from bbam_lite.pseudo.job import DetectorRef
+
+        return DetectorRef.checkpoint(self.detector_path(), lambda: self.detector().model, resolve=False)
+
     # --------------------------------------------------------------------------- pseudo labels
     def label_settings(self, method: str, **overrides: Any):
         """Pseudo-label settings of this profile for ``method`` (overrides as in PseudoLabelSettings)."""
@@ -259,6 +265,7 @@ class Workspace:
         maps of the default's folder (made first if needed) instead of optimising again.
         """
         from bbam_lite.pseudo.generate import generate
+        from bbam_lite.pseudo.job import LabelJob
 
         settings = self.label_settings(method, **overrides)
         limit = self.profile.label_images if limit == -1 else limit
@@ -272,18 +279,9 @@ class Workspace:
         quality = out / "quality.json"
         if quality.exists():
             return out, json.loads(quality.read_text())
-        ds = self.data(split)
-        det = self.detector() if settings.needs_detector else None
+        ds, ref = self.data(split), self.detector_ref  # the detector: loaded only if the labels need it
         q = generate(
-            ds,
-            settings,
-            out,
-            det.model if det else None,
-            self.mean() if det and settings.method_obj.needs_detector else None,
-            self.device,
-            limit,
-            provenance={"detector": str(self.detector_path())} if settings.uses_detector else None,
-            progress=False,
+            LabelJob.make(ds, settings, out, ref, self.mean, device=self.device, limit=limit, progress=False)
         )
         return out, q
 

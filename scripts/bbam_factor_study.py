@@ -24,6 +24,7 @@ from bbam_lite.data.stats import channel_mean
 from bbam_lite.detector.model import load_detector
 from bbam_lite.pseudo.ablation import Variant, rederive
 from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.labels import box_region
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
@@ -94,7 +95,7 @@ def main() -> None:
         overrides = {"init": init, **({"iterations": iterations} if iterations else {})}
         settings = PseudoLabelSettings(method="bbam", profile="lite", preset=preset, bbam=overrides)
         folder = args.out / run_name(preset, init, iterations)
-        q = generate(dataset, settings, folder, detector=det.model, mean=mean, limit=args.images)
+        q = generate(LabelJob.make(dataset, settings, folder, det.model, mean, limit=args.images))
         stats = map_statistics(recs, folder)
         scores = rederive(dataset, folder, RULES, settings, limit=args.images)
         for rule in RULES:

@@ -218,15 +218,15 @@ def test_labels_from_stored_maps_redo_only_the_post_processing(smoke_ws, tmp_pat
 
     from bbam_lite.pseudo.folder import LabelsFolderError
     from bbam_lite.pseudo.generate import generate
+    from bbam_lite.pseudo.job import LabelJob
 
     folder, q = study.bbam_labels(smoke_ws, n_images=1, iterations=3, preset="paper")
     ds = smoke_ws.data("train")
     base = smoke_ws.label_settings("bbam", preset="paper", bbam={"iterations": 3})
 
     def derive(out, limit=1, **fields):  # no detector given: the stored maps are all it needs
-        return generate(
-            ds, replace(base, maps_from=str(folder), **fields), tmp_path / out, limit=limit, progress=False
-        )
+        s = replace(base, maps_from=str(folder), **fields)
+        return generate(LabelJob.make(ds, s, tmp_path / out, limit=limit, progress=False))
 
     same = derive("same")
     assert same["objects"] == q["objects"] and abs(same["miou"] - q["miou"]) < 0.02  # float16 maps
@@ -240,7 +240,8 @@ def test_labels_from_stored_maps_redo_only_the_post_processing(smoke_ws, tmp_pat
     with pytest.raises(ValueError, match="--method box stores none"):
         replace(base, method="box", maps_from=str(folder))
     with pytest.raises(LabelsFolderError, match="not a labels folder"):
-        generate(ds, replace(base, maps_from=str(tmp_path)), tmp_path / "none", limit=1, progress=False)
+        s = replace(base, maps_from=str(tmp_path))
+        generate(LabelJob.make(ds, s, tmp_path / "none", limit=1, progress=False))
     # the workspace derives non-default post-processing from the default's maps by itself
     ws_folder, ws_q = smoke_ws.labels(
         "bbam", limit=1, preset="paper", theta_fg=0.5, theta_bg=0.5, bbam={"iterations": 3}

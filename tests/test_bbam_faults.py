@@ -17,6 +17,7 @@ from bbam_lite.data.synthetic import read_synthetic
 from bbam_lite.detector.model import build_detector, get_profile
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.methods import bbam as bbam_method
 from bbam_lite.pseudo.methods.bbam import FAULT_FALLBACK
 from bbam_lite.pseudo.settings import PseudoLabelSettings
@@ -138,7 +139,10 @@ def test_pseudo_labels_run_through_a_bad_object(tiny_synth, tmp_path, monkeypatc
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        q = generate(ds, settings, tmp_path / "labels", det, MEAN, limit=3, batch_images=3, progress=False)
+        job = LabelJob.make(
+            ds, settings, tmp_path / "labels", det, MEAN, limit=3, batch_images=3, progress=False
+        )
+        q = generate(job)
     assert q["failed_objects"] == 1 and q["fallbacks"][FAULT_FALLBACK] == 1 and q["images"] == 3
     insts, info = LabelsFolder(tmp_path / "labels").read_image(target[0])
     assert info[0]["failed"] and "non-finite" in info[0]["fault"] and info[0]["fallback"] == FAULT_FALLBACK

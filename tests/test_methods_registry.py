@@ -16,6 +16,7 @@ from bbam_lite.detector.model import load_detector
 from bbam_lite.pseudo import methods
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 TINY_BBAM = {"iterations": 2, "n_jitter": 16, "max_positives": 4}
@@ -30,7 +31,7 @@ def every_method(tiny_synth, smoke_detector, tmp_path_factory):
     done = {}
     for m in methods.methods():
         s = PseudoLabelSettings(method=m.name, profile="lite", bbam=TINY_BBAM if "bbam" in m.settings else {})
-        q = generate(ds, s, out / m.name, det if s.needs_detector else None, limit=3, progress=False)
+        q = generate(LabelJob.make(ds, s, out / m.name, det, limit=3, progress=False))
         done[m.name] = (out / m.name, q)
     return ds, done
 
@@ -136,7 +137,7 @@ def test_generator_and_ablation_share_one_post_processing_path(every_method, tmp
     base = LabelsFolder(base_dir).label_settings()
     assert base.preset == "official"
     refined = replace(base, refine="proposals", maps_from=str(base_dir))
-    q = generate(ds, refined, tmp_path / "refined", None, limit=3, progress=False)
+    q = generate(LabelJob.make(ds, refined, tmp_path / "refined", limit=3, progress=False))
     ab = rederive(ds, base_dir, {"v": Variant(rule="quantiles", refine=True)}, base, limit=3)["v"]
     for key in ("miou", "ignore_fraction", "miou_ignore_as_background", "mean_instance_iou"):
         assert ab[key] == q[key], key

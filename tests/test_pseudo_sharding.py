@@ -10,6 +10,7 @@ import pytest
 
 from bbam_lite.data import load_dataset
 from bbam_lite.pseudo.generate import generate, shard
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
 
@@ -31,7 +32,9 @@ def test_torchrun_two_processes_resume_shards_and_merge(tiny_synth, tmp_path, to
     and the COCO JSON equals the single-process one byte for byte."""
     ds = load_dataset("synthetic", tiny_synth, "train")
     one, two = tmp_path / "one", tmp_path / "two"
-    q1 = generate(ds, PseudoLabelSettings(method="box_crf", profile="lite"), one, progress=False)
+    q1 = generate(
+        LabelJob.make(ds, PseudoLabelSettings(method="box_crf", profile="lite"), one, progress=False)
+    )
     shutil.copytree(one, two)
     lost = [r.image_id for r in ds][1:4]  # positions 1, 2, 3: both ranks have work
     for image_id in lost:

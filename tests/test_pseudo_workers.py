@@ -19,6 +19,7 @@ from bbam_lite.data import load_dataset
 from bbam_lite.pseudo import workers as workers_module
 from bbam_lite.pseudo.folder import label_bytes
 from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, WorkerError, check_workers, default_workers
@@ -56,7 +57,7 @@ def test_workers_write_the_same_folder_byte_for_byte(method, tiny_synth, smoke_d
     folders = {}
     for n in (1, 2):
         folders[n] = tmp_path / f"workers{n}"
-        generate(ds, s, folders[n], det, limit=3, batch_images=2, progress=False, workers=n)
+        generate(LabelJob.make(ds, s, folders[n], det, limit=3, batch_images=2, progress=False, workers=n))
     one, two = label_bytes(folders[1]), label_bytes(folders[2])
     assert len(one) >= 3 * 2 + 3  # settings, instances, quality; per image a result and a class map
     assert one.keys() == two.keys() and [k for k in one if one[k] != two[k]] == []

@@ -90,6 +90,7 @@ def noisy_labels(
     """
     from bbam_lite.analysis.study import analysis_images
     from bbam_lite.pseudo.generate import generate
+    from bbam_lite.pseudo.job import LabelJob
 
     n = analysis_images(ws) if n_images is None else n_images
     bbam = {"iterations": int(iterations)} if iterations is not None else {}
@@ -102,18 +103,8 @@ def noisy_labels(
 
         return out, json.loads((out / "quality.json").read_text())
     ds = noisy_dataset(ws.data(split), level, ws.seed, n)
-    det = ws.detector() if settings.needs_detector else None
-    quality = generate(
-        ds,
-        settings,
-        out,
-        det.model if det else None,
-        ws.mean() if det and settings.method_obj.needs_detector else None,
-        ws.device,
-        None,
-        provenance={"detector": str(ws.detector_path())} if det else None,
-        progress=False,
-    )
+    job = LabelJob.make(ds, settings, out, ws.detector_ref, ws.mean, device=ws.device, progress=False)
+    quality = generate(job)
     return out, quality
 
 

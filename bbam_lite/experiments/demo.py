@@ -15,6 +15,7 @@ from bbam_lite.data.synthetic import SynthSettings, ensure_synthetic, read_synth
 from bbam_lite.detector.model import LoadedDetector, load_detector
 from bbam_lite.pseudo.folder import LabelsFolder
 from bbam_lite.pseudo.generate import generate
+from bbam_lite.pseudo.job import DetectorRef, LabelJob
 from bbam_lite.pseudo.methods import variants
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.utils.io import atomic_write_json
@@ -46,21 +47,15 @@ def compare_methods(
     if unknown:
         raise ValueError(f"unknown pseudo-label variant(s) {unknown}; choose from {sorted(known)}")
     mean = channel_mean(dataset)
+    ref = DetectorRef.trained_on(detector)
     results = {}
     for method in methods:
         s = PseudoLabelSettings(profile=profile, **{**known[method].settings, **settings_overrides})
-        q = generate(
-            dataset,
-            s,
-            out / method,
-            detector=detector.model,
-            mean=mean,
-            device=device,
-            limit=limit,
-            # labels made without the detector do not record it, so a new detector reuses them
-            provenance={"detector": detector.meta.get("data", {})} if s.needs_detector else None,
-            progress=progress,
+        # labels made without the detector do not record it, so a new detector reuses them
+        job = LabelJob.make(
+            dataset, s, out / method, ref, mean, device=device, limit=limit, progress=progress
         )
+        q = generate(job)
         results[method] = q
     return results
 

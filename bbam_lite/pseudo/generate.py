@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from bbam_lite.detector.heads import detect
 from bbam_lite.metrics import LabelQuality
 from bbam_lite.pseudo.folder import LabelsFolder, LabelsFolderError
 from bbam_lite.pseudo.identity import record_identity
+from bbam_lite.pseudo.job import LabelJob
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext, get_method
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, check_workers
@@ -148,55 +148,31 @@ def shard(recs: Sequence[ImageRecord], rank: int, world_size: int, block: int = 
     return [r for i, r in enumerate(recs) if (i // block) % world_size == rank]
 
 
-def generate(
-    dataset: BoxDataset,
-    settings: PseudoLabelSettings,
-    out: Path,
-    detector=None,
-    mean: torch.Tensor | None = None,
-    device: str = "cpu",
-    limit: int | None = None,
-    batch_images: int = 4,
-    provenance: dict | None = None,
-    progress: bool = True,
-    rank: int = 0,
-    world_size: int = 1,
-    barrier: Callable[[], None] | None = None,
-    batch_objects: int | str = 8,
-    engine: EngineOptions | None = None,
-    workers: int = 1,
-) -> dict:
-    """Label ``dataset`` (its first ``limit`` images) into ``out``; returns the quality dict.
+def generate(job: LabelJob) -> dict:
+    """Label ``job.dataset`` (its first ``job.limit`` images) into ``job.out``; returns the quality
+    dict. Build ``job`` with :meth:`~bbam_lite.pseudo.job.LabelJob.make`.
 
-    ``workers`` > 1 does each image's CPU work (the method's CPU stage and the image's files) in that
-    many worker processes while this process runs the next batches' device stage
+    ``job.workers`` > 1 does each image's CPU work (the method's CPU stage and the image's files) in
+    that many worker processes while this process runs the next batches' device stage
     (:mod:`bbam_lite.pseudo.workers`); the labels folder is the same, byte for byte, for any number.
 
-    ``mean`` (the training images' channel mean, which BBAM's perturbation fills in) is computed
-    from ``dataset`` when a method that runs the detector needs it and none is given. With
-    ``world_size`` > 1 this is one of several processes (``barrier`` synchronises them): it labels
-    its :func:`shard`, and rank 0 merges all shards once every rank is through; other ranks return
-    a summary of their own work.
+    With ``job.ranks.world_size`` > 1 this is one of several processes (synchronised by the ranks'
+    barrier): it labels its :func:`shard`, and rank 0 merges all shards once every rank is through;
+    other ranks return a summary of their own work.
     """
-    folder = LabelsFolder(out)
+    dataset, settings, workers, limit = job.dataset, job.settings, job.workers, job.limit
+    rank, world_size = job.ranks.rank, job.ranks.world_size
+    folder = LabelsFolder(job.out)
     method = get_method(settings.method)
     check_workers(workers)
-    if settings.needs_detector and detector is None:
-        raise ValueError(f"method {settings.method} with --boxes {settings.boxes} needs a detector")
-    if world_size > 1 and barrier is None:
-        raise ValueError("several processes need a barrier")
-    if mean is None and settings.needs_detector and method.needs_detector:
-        from bbam_lite.data.stats import channel_mean
-
-        mean = channel_mean(dataset)
-    sync = barrier or (lambda: None)
+    sync = job.ranks.barrier
     recs = list(dataset)[: limit if limit is not None else None]
     run_settings = {
         "settings": settings.record(),
         "dataset": dataset.name,
         "root": str(dataset.root),
         "limit": limit,
-        **(provenance or {}),
+        **job.provenance,
     }
     if settings.maps_from:
         source = check_maps_source(settings, dataset)
@@ -210,8 +186,8 @@ def generate(
     sync()
     if rank != 0:
         folder.check_settings(run_settings)
-    labeler = PseudoLabeler(settings, detector, mean, device, batch_objects, engine)
-    chunk = batch_images if method.batch_images else 1
+    labeler = PseudoLabeler(settings, job.detector, job.mean, job.device, job.batch_objects, job.engine)
+    chunk = job.batch_images if method.batch_images else 1
     mine = shard(recs, rank, world_size, chunk)
     todo = folder.pending(mine)
     t0 = time.perf_counter()
@@ -220,7 +196,7 @@ def generate(
         initial=len(mine) - len(todo),
         desc=f"pseudo labels ({settings.method})" + (f" rank {rank}/{world_size}" if world_size > 1 else ""),
         unit="img",
-        disable=not progress,
+        disable=not job.progress,
     )
     # no more workers than images: a worker costs its start (imports) before its first image
     with ImageWorkers(max(1, min(workers, len(todo))), done=lambda image_id: bar.update(1)) as pool:

@@ -22,6 +22,7 @@ def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make the method available under ``cls.name``."""
     if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
         raise ValueError(f"pseudo-label method {cls.name!r} registered twice")
+    cls.check_options()
     _REGISTRY[cls.name] = cls()
     return cls
 

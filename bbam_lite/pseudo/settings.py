@@ -7,6 +7,7 @@ from typing import Any
 
 from bbam_lite.attribution.bbam import BBAMConfig, get_preset
 from bbam_lite.pseudo.crf import CRFParams
+from bbam_lite.pseudo.options import resolve
 from bbam_lite.utils.profiles import profile_name
 
 #: The paper's settings are for VOC images (shorter side about 375 px, detector input 800 px).
@@ -50,12 +51,15 @@ class PseudoLabelSettings:
     # a labels folder of the same method made with the same boxes and map settings: reuse its stored
     # maps and redo only the post-processing (thresholds, CRF, refinement), minutes instead of hours
     maps_from: str | None = None
+    # the options the method declares (bbam_lite.pseudo.options): given values, defaults filled in
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from bbam_lite.pseudo.registry import get_method
 
         method = get_method(self.method)
         object.__setattr__(self, "profile", profile_name(self.profile, ("full", "lite")))  # paper: full
+        object.__setattr__(self, "options", resolve(self.method, method.options, self.options))
         if self.boxes not in ("gt", "detector"):
             raise ValueError(f"--boxes must be gt or detector, got {self.boxes!r}")
         if self.profile not in ("full", "lite"):
@@ -75,11 +79,13 @@ class PseudoLabelSettings:
     def record(self) -> dict:
         """The settings as stored in ``settings.json`` and cache keys: the fields every method reads
         and those its method lists in ``settings`` (``maps_from`` only when set, so folders made
-        before it existed keep their keys)."""
+        before it existed keep their keys), and ``options`` for methods that declare options."""
         read = self.method_obj.settings
         d = {k: v for k, v in asdict(self).items() if k not in METHOD_FIELDS or k in read}
         if d.get("maps_from") is None:
             d.pop("maps_from", None)
+        if not self.method_obj.options:
+            d.pop("options")
         return d
 
     @property

@@ -29,7 +29,7 @@ OpenCV's RNG per box), which that relies on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 from bbam_lite.data.records import ImageRecord
 from bbam_lite.pseudo.folder import ImageLabels
 from bbam_lite.pseudo.labels import InstanceLabel, compose_overwrite
+from bbam_lite.pseudo.options import Option
 from bbam_lite.pseudo.registry import register  # noqa: F401 (the method modules import it from here)
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 
@@ -100,12 +101,25 @@ class Method:
     batch_images: ClassVar[bool] = False  # labels several images together (BBAM's batches)
     #: PseudoLabelSettings fields the method reads (besides boxes, profile, detector_score)
     settings: ClassVar[tuple[str, ...]] = ()
+    #: the method's own options (bbam_lite.pseudo.options): each a --flag of pseudo-labels and a value
+    #: in PseudoLabelSettings.options and the labels folder's key
+    options: ClassVar[tuple[Option, ...]] = ()
     #: named variants {name: (title, settings, in_demo)}; default: the method alone under its name
     variants: ClassVar[dict[str, tuple[str, dict, bool]] | None] = None
     #: figure colours of variants that should not share the method's colour {variant: colour}
     variant_colours: ClassVar[dict[str, str]] = {}
     #: the paper's numbers for the method's variants on VOC 2012 val, percent: {variant: {metric: v}}
     paper: ClassVar[dict[str, dict[str, float]]] = {}
+
+    @classmethod
+    def check_options(cls) -> None:
+        """Refuse options that repeat a name or a :class:`PseudoLabelSettings` field (they would
+        share a flag and a key); called by :func:`~bbam_lite.pseudo.registry.register`."""
+        names = [o.name for o in cls.options]
+        taken = {f.name for f in fields(PseudoLabelSettings)}
+        clash = sorted({n for n in names if n in taken or names.count(n) > 1})
+        if clash:
+            raise ValueError(f"method {cls.name!r}: options {clash} repeat a name or a settings field")
 
     def label(self, ctx: LabelContext, item: ImageBoxes) -> list[InstanceLabel]:
         """One instance label per box of ``item``; per-object facts go in ``InstanceLabel.info``.
