@@ -104,7 +104,8 @@ def test_each_torchvision_architecture_through_the_cli(arch, tiny_synth, tmp_pat
     torch.save(_model(arch).state_dict(), weights)
     out = tmp_path / "labels"
     argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "bbam", "--profile", "lite"]
-    argv += ["--limit", "1", "--iterations", "1", "--workers", "1", "--detector", f"torchvision:{arch}:{weights}"]
+    argv += ["--limit", "1", "--iterations", "1", "--workers", "1"]
+    argv += ["--detector", f"torchvision:{arch}:{weights}"]
     assert main([*argv, "--class-map", "house=bed,tree=potted plant", "--out", str(out)]) == 0, (
         capsys.readouterr().err
     )
