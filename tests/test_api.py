@@ -50,7 +50,8 @@ def test_docs_api_examples_run(tmp_path, monkeypatch, capsys) -> None:
 def test_api_maps_equal_the_cli_maps(tiny_synth, tmp_path) -> None:
     out = tmp_path / "labels"
     argv = ["--quiet", "pseudo-labels", "--data", str(tiny_synth), "--method", "bbam", "--profile", "lite"]
-    assert main([*argv, "--limit", "3", "--iterations", "8", "--workers", "1", "--out", str(out)]) == 0
+    argv += ["--limit", "3", "--iterations", "8", "--workers", "1", "--batch-images", "1"]
+    assert main([*argv, "--out", str(out)]) == 0  # one image per batch: the API's batches
     data = bbam_lite.load_dataset(tiny_synth)
     explainer = bbam_lite.BBAM(
         bbam_lite.load_detector(class_names=data.class_names), profile="lite", mean=data, iterations=8
