@@ -73,3 +73,51 @@ def pytest_terminal_summary(terminalreporter):
     """Say whether the browser test ran: CI's log must show it passed, not only that it was skipped."""
     for nodeid, outcome, reason in _BROWSER:
         terminalreporter.write_line(f"browser test {outcome}: {nodeid}" + (f" ({reason})" if reason else ""))
+
+
+_SUBREAPER: list[bool] = []
+
+
+def pytest_sessionstart(session):
+    """Adopt orphaned descendants, so that a process a test leaves behind is found at the end."""
+    from processes import become_subreaper
+
+    _SUBREAPER.append(become_subreaper())
+
+
+def _own_helpers() -> set[int]:
+    """This process's own long-lived helpers: multiprocessing's forkserver and resource tracker
+    (they end with it) and torch's compile workers."""
+    import multiprocessing.forkserver as fs
+    import multiprocessing.resource_tracker as rt
+
+    from processes import command, descendants
+
+    own = {getattr(fs._forkserver, "_forkserver_pid", None), getattr(rt._resource_tracker, "_pid", None)}
+    own |= {p for p in descendants(os.getpid()) if "compile_worker" in command(p)}
+    return {p for p in own if p}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a test left a process running (after a grace of 10 s), and end them."""
+    if not (_SUBREAPER and _SUBREAPER[0]):
+        return
+    import signal
+
+    from processes import command, descendants, reap, wait_gone
+
+    reap()
+    own = _own_helpers()
+    left = wait_gone([p for p in descendants(os.getpid()) if p not in own], 10.0)
+    left = [p for p in left if p not in own and p not in {q for o in own for q in descendants(o)}]
+    reap()
+    if left:
+        lines = [f"  {p}: {command(p)[:160]}" for p in left]
+        sys.stderr.write("processes left running by the tests (now killed):\n" + "\n".join(lines) + "\n")
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        reap()
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

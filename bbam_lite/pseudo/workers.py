@@ -11,7 +11,8 @@ does not depend on the number of workers.
 
 At most ``2 x workers`` images are in flight (submitted, not yet written): the device stage waits
 for the CPU when the CPU is behind, and memory stays bounded. Workers run one thread each (torch,
-OpenCV, OpenMP / BLAS) and ignore Ctrl-C (the main process stops them). A worker that dies (killed,
+OpenCV, OpenMP / BLAS), ignore Ctrl-C (the main process stops them) and end with the main process
+however it ends (SIGKILL included: :func:`watch_parent`). A worker that dies (killed,
 out of memory) becomes one :class:`WorkerError` line; its image has no result file and is labelled
 again by a rerun, like any image a killed run did not finish.
 
@@ -26,7 +27,10 @@ import contextlib
 import multiprocessing
 import os
 import pkgutil
+import select
 import signal
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -113,15 +117,56 @@ def _started() -> None:
     """A worker's first job: none (it makes the pool start every worker at once)."""
 
 
-def _init_worker() -> None:
-    """One thread per worker; Ctrl-C is the main process's to handle."""
+def _init_worker(parent: int | None = None) -> None:
+    """One thread per worker; Ctrl-C is the main process's to handle; the worker ends when
+    ``parent`` (the process that started the pool) does, however that ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        watch_parent(parent)
     os.environ.update(_ONE_THREAD)
     import cv2
     import torch
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def watch_parent(pid: int, poll: float = 0.5) -> threading.Thread:
+    """End this process (exit status 1, no clean-up) as soon as process ``pid`` has ended.
+
+    A worker blocks on the pool's queue, whose pipe it holds both ends of, so a main process killed
+    with SIGKILL (the out-of-memory killer) would leave it, the forkserver that forked it and the
+    resource tracker waiting forever. A daemon thread waits on a pidfd of ``pid`` (Linux; polls
+    ``pid`` elsewhere) and ends the worker; the forkserver and the resource tracker then see their
+    pipes close and end too.
+    """
+
+    def exit_now() -> None:
+        os._exit(1)
+
+    def wait_pidfd(fd: int) -> None:
+        select.select([fd], [], [])
+        exit_now()
+
+    def poll_pid() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                exit_now()
+            except PermissionError:
+                pass  # alive, owned by another user
+            time.sleep(poll)
+
+    try:
+        target, args = wait_pidfd, (os.pidfd_open(pid),)
+    except ProcessLookupError:
+        exit_now()
+    except (AttributeError, OSError):  # no pidfd (not Linux, or an old kernel)
+        target, args = poll_pid, ()
+    thread = threading.Thread(target=target, args=args, name="watch-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager
@@ -185,7 +230,10 @@ class ImageWorkers:
             self._env = contextlib.ExitStack()
             self._env.enter_context(_one_thread_environment())
             self._pool = ProcessPoolExecutor(
-                self.workers, _context(self.start_method), initializer=_init_worker
+                self.workers,
+                _context(self.start_method),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
             for _ in range(self.workers):  # start them now: their imports overlap the first device batch
                 self._pool.submit(_started)
