@@ -128,6 +128,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from bbam_lite.detector.model import load_detector
     from bbam_lite.pseudo.generate import generate
     from bbam_lite.pseudo.job import DetectorRef, LabelJob
+    from bbam_lite.pseudo.memory import parse_size
     from bbam_lite.pseudo.methods import get_method
     from bbam_lite.pseudo.options import options_from_args
     from bbam_lite.pseudo.settings import PseudoLabelSettings
@@ -162,6 +163,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             )
     if args.batch_objects != "auto" and not (args.batch_objects.isdigit() and int(args.batch_objects) > 0):
         raise ValueError(f"--batch-objects must be a positive integer or auto, got {args.batch_objects!r}")
+    budget = parse_size(args.memory_budget) if args.memory_budget is not None else None
     if args.workers is not None:
         check_workers(args.workers)
     with process_group() as ranks:  # torchrun: each rank labels its shard, rank 0 merges
@@ -185,6 +187,7 @@ def cmd_pseudo_labels(args: argparse.Namespace) -> int:
             batch_objects=batch_objects,
             engine=EngineOptions(precision=args.precision),
             workers=args.workers if args.workers is not None else default_workers(ranks.world_size),
+            memory_budget=budget,
         )
         q = generate(job)
     if not ranks.is_main:
@@ -401,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes that do the per-image CPU work (CRF, thresholds, GrabCut, refinement, files) "
         "while this one runs the method's device work; 1: all in this process. Default: the cores "
         "(shared among torchrun's processes), at most 8. The labels do not depend on it",
+    )
+    pl.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="SIZE",
+        help="memory for the per-image CPU work of the images in flight, e.g. 4G (default: half the "
+        "memory available at the start). An image whose estimate is above it is labelled at a "
+        "reduced scale and its labels resized back (a warning names it); fewer workers run at once "
+        "when the budget holds fewer",
     )
     add_option_flags(pl, methods())  # the options methods declare (bbam_lite.pseudo.options)
     pl.set_defaults(func=cmd_pseudo_labels)

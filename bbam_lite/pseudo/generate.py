@@ -36,6 +36,7 @@ from bbam_lite.metrics import LabelQuality
 from bbam_lite.pseudo.folder import LabelsFolder, LabelsFolderError
 from bbam_lite.pseudo.identity import record_identity
 from bbam_lite.pseudo.job import LabelJob
+from bbam_lite.pseudo.memory import MemoryPlan, default_budget, downscale, gigabytes, plan
 from bbam_lite.pseudo.methods import ImageBoxes, LabelContext, get_method
 from bbam_lite.pseudo.settings import PseudoLabelSettings
 from bbam_lite.pseudo.workers import ImageJob, ImageWorkers, check_workers
@@ -121,14 +122,23 @@ class PseudoLabeler:
             out["scores"].cpu().numpy(),
         )
 
-    def jobs(self, recs: Sequence[ImageRecord], folder: LabelsFolder) -> list[ImageJob]:
+    def jobs(
+        self, recs: Sequence[ImageRecord], folder: LabelsFolder, scales: dict[int, float] | None = None
+    ) -> list[ImageJob]:
         """The method's device stage on several images (one batch of the method's), and each image's
-        CPU work as a job for :class:`~bbam_lite.pseudo.workers.ImageWorkers`."""
-        items = [self.boxes(r, r.load_image()) for r in recs]
+        CPU work as a job for :class:`~bbam_lite.pseudo.workers.ImageWorkers`. An image in ``scales``
+        is labelled at that scale (its memory plan) and its labels resized back in the job."""
+        scales = scales or {}
+        items, full = [], []
+        for r in recs:
+            item = self.boxes(r, r.load_image())
+            s = scales.get(r.image_id)
+            full.append((r, item.boxes, s) if s else None)
+            items.append(downscale(item, s) if s else item)
         staged = self.method.device_stage(self.ctx, items)
         return [
-            ImageJob.of(self.s.method, self.ctx, folder.root, it, st)
-            for it, st in zip(items, staged, strict=True)
+            ImageJob.of(self.s.method, self.ctx, folder.root, it, st, f)
+            for it, st, f in zip(items, staged, full, strict=True)
         ]
 
     def semantic(self, instances, height: int, width: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -198,11 +208,15 @@ def generate(job: LabelJob) -> dict:
         unit="img",
         disable=not job.progress,
     )
+    budget = job.memory_budget if job.memory_budget is not None else default_budget()
+    memory = plan(settings, todo, budget, workers)
+    warn_memory(memory, workers, folder)
     # no more workers than images: a worker costs its start (imports) before its first image
-    with ImageWorkers(max(1, min(workers, len(todo))), done=lambda image_id: bar.update(1)) as pool:
+    at_once = max(1, min(memory.workers, len(todo)))
+    with ImageWorkers(at_once, done=lambda image_id: bar.update(1)) as pool:
         for start in range(0, len(todo), chunk):
-            for job in labeler.jobs(todo[start : start + chunk], folder):
-                pool.submit(job)
+            for image_job in labeler.jobs(todo[start : start + chunk], folder, memory.scales):
+                pool.submit(image_job)
         pool.finish()
     bar.close()
     seconds = time.perf_counter() - t0
@@ -222,6 +236,28 @@ def generate(job: LabelJob) -> dict:
     if world_size > 1:
         n_done = sum(len(folder.read_rank(r, world_size)["done_this_run"]) for r in range(world_size))
     return finalise(dataset, recs, labeler, folder, time.perf_counter() - t0, n_done)
+
+
+def warn_memory(memory: MemoryPlan, workers: int, folder: LabelsFolder) -> None:
+    """One warning line per way the memory budget changed the run (none when it did not)."""
+    budget = gigabytes(memory.budget)
+    if memory.scales:
+        ids = list(memory.scales)
+        shown = ", ".join(f"{i} (scale {memory.scales[i]:.3g})" for i in ids[:5])
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        warnings.warn(
+            f"{folder.root}: {len(ids)} images need more memory than --memory-budget {budget} and are "
+            f"labelled at a reduced scale, their labels resized back: image {shown}{more}",
+            PseudoLabelWarning,
+            stacklevel=3,
+        )
+    if memory.workers < workers:
+        warnings.warn(
+            f"--workers {workers}: --memory-budget {budget} holds {memory.workers} at once "
+            f"(the largest image needs about {gigabytes(memory.largest)})",
+            PseudoLabelWarning,
+            stacklevel=3,
+        )
 
 
 def finalise(

@@ -97,7 +97,7 @@ class LabelJob:
     workers: int = 1
     progress: bool = True
     ranks: Ranks = field(default_factory=Ranks)
-    memory_budget: int | None = None  # reserved for the workers' memory budget; not read yet
+    memory_budget: int | None = None  # bytes for the images in flight; None: half of what is available
 
     @classmethod
     def make(

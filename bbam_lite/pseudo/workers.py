@@ -39,6 +39,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bbam_lite.data.records import ImageRecord
 from bbam_lite.pseudo.methods.base import ImageBoxes, LabelContext
 
 #: The most workers the default picks (each holds its imports, ~0.25 GB, and one image's work).
@@ -84,12 +87,25 @@ class ImageJob:
     folder: str
     item: ImageBoxes
     staged: Any  # the method's device-stage payload for this image
+    #: for an image labelled at a reduced scale (``item`` is the downscaled copy): the image's own
+    #: record and boxes, and the scale (bbam_lite.pseudo.memory)
+    full: tuple[ImageRecord, np.ndarray, float] | None = None
 
     @classmethod
-    def of(cls, method: str, ctx: LabelContext, folder: Path, item: ImageBoxes, staged: Any) -> ImageJob:
+    def of(
+        cls,
+        method: str,
+        ctx: LabelContext,
+        folder: Path,
+        item: ImageBoxes,
+        staged: Any,
+        full: tuple[ImageRecord, np.ndarray, float] | None = None,
+    ) -> ImageJob:
         # the record without its mask loader (a closure over the dataset; the worker needs no masks)
         item = replace(item, record=replace(item.record, mask_loader=None))
-        return cls(method, ctx.for_worker(), str(folder), item, staged)
+        if full is not None:
+            full = (replace(full[0], mask_loader=None), *full[1:])
+        return cls(method, ctx.for_worker(), str(folder), item, staged, full)
 
 
 def run_job(job: ImageJob) -> int:
@@ -100,6 +116,11 @@ def run_job(job: ImageJob) -> int:
     method = get_method(job.method)
     rec = job.item.record
     labels = method.cpu_stage(job.ctx, job.item, job.staged)
+    if job.full is not None:  # labelled at a reduced scale: back to the image's size
+        from bbam_lite.pseudo.memory import upscale
+
+        rec, boxes, scale = job.full
+        labels = upscale(labels, job.item, rec, boxes, scale)
     sem, _ = method.semantic(job.ctx.settings, labels.instances, rec.height, rec.width)
     LabelsFolder(job.folder).write_image(rec, labels, sem)
     return rec.image_id

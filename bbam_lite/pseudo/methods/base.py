@@ -110,6 +110,14 @@ class Method:
     variant_colours: ClassVar[dict[str, str]] = {}
     #: the paper's numbers for the method's variants on VOC 2012 val, percent: {variant: {metric: v}}
     paper: ClassVar[dict[str, dict[str, float]]] = {}
+    #: bytes per image pixel of the CPU stage (scripts/bench_memory.py; bbam_lite.pseudo.memory)
+    memory_per_pixel: ClassVar[float] = 45.0
+
+    def memory_bytes(self, settings: PseudoLabelSettings, height: int, width: int, n_objects: int) -> int:
+        """Bytes of one image's CPU work (its labels' memory budget, :mod:`bbam_lite.pseudo.memory`)."""
+        from bbam_lite.pseudo.memory import PER_OBJECT_PIXEL
+
+        return int((self.memory_per_pixel + PER_OBJECT_PIXEL * n_objects) * height * width)
 
     @classmethod
     def check_options(cls) -> None:

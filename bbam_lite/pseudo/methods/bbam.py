@@ -31,6 +31,7 @@ FAULT_FALLBACK = "numerical-fault:box-ignored"
 @register
 class BBAM(Method):
     name = "bbam"
+    memory_per_pixel = 235.0  # its CPU stage is Box + CRF's (dense CRF per object) and the maps
     title = "BBAM"
     summary = "Bounding Box Attribution Map (needs the detector; --preset official or paper)"
     colour = "tab:green"
@@ -74,6 +75,11 @@ class BBAM(Method):
         },
         "bbam": {"ap": 29.6, "ap50": 61.9, "ap75": 25.8},
     }
+
+    def memory_bytes(self, settings: PseudoLabelSettings, height: int, width: int, n_objects: int) -> int:
+        """With proposal refinement (Eq. 4) the proposals' grouping comes on top (as MCG + GrabCut's)."""
+        own = super().memory_bytes(settings, height, width, n_objects)
+        return own + (int(815 * height * width) if settings.refine == "proposals" else 0)
 
     def device_stage(self, ctx: LabelContext, items: Sequence[ImageBoxes]) -> list[list[ObjectResult] | None]:
         """The objects' BBAM results of each image (the batch optimised together); ``None`` per image

@@ -34,6 +34,7 @@ def box_crf_instances(
 @register
 class BoxCRF(Method):
     name = "box_crf"
+    memory_per_pixel = 235.0  # scripts/bench_memory.py, lite, 2026-12-04
     title = "Box + CRF"
     summary = "a dense CRF on a uniform prior inside the box (the CRF of BBAM's refinement)"
     colour = "tab:purple"

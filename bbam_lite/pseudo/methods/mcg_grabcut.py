@@ -45,6 +45,7 @@ def agreement(
 @register
 class MCGGrabCut(Method):
     name = "mcg_grabcut"
+    memory_per_pixel = 1050.0  # scripts/bench_memory.py, lite, 2026-12-04 (grouping proposals)
     title = "M∩G+ (SDI)"
     summary = (
         "Simple Does It's M∩G+: GrabCut and the box's best mask proposal (MCG from --mcg-dir, else "
