@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
+import pytest
 
 from bbam_lite.book.pages import reader_view, run_commands, statistics_page
 
@@ -59,7 +61,8 @@ def test_a_notebook_without_injected_parameters_keeps_its_own(tmp_path):
 
 def test_run_commands_name_the_chapter_and_fit_the_code_column():
     text = run_commands("11-sensitivity")
-    assert "book run --profile lite --only 11" in text and "-p device cuda" in text
+    assert ".venv/bin/bbam-lite book run --profile lite --only 11 --force" in text
+    assert "-p device cuda" in text and "make setup" in text
     assert "-p dataset voc" in text and "dataset coco" in text
     assert max(len(line) for line in text.splitlines()) <= 88
 
@@ -73,3 +76,27 @@ def test_statistics_page_lists_every_chapter_from_its_marker(tmp_path):
     assert "| lite | cuda | NVIDIA H200 | 10.0 | 2026-11-28 | `0123456789ab` |" in row
     assert "chapters/02-b" in page and "no record" in page and "No run record for: 02-b" in page
     assert "Total: 10.0 minutes over 1 recorded chapters." in page
+
+
+@pytest.mark.slow
+def test_the_run_box_works_as_written_in_a_fresh_clone(tmp_path):
+    """The box's CPU command, pasted into a fresh clone after ``make setup`` (here: the venv that runs
+    the tests as ``.venv``), runs the chapter and writes its outputs (at the smoke profile)."""
+    import shlex
+    import subprocess
+    import sys
+
+    from bbam_lite.book.pages import run_box
+
+    root = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", root.as_uri(), str(clone)], check=True)
+    (clone / ".venv").symlink_to(Path(sys.prefix))
+    box = run_box("01-why-boxes", None)
+    (line,) = [ln for ln in box.splitlines() if ln.startswith(".venv/bin/bbam-lite book run --profile lite")]
+    argv = shlex.split(line.replace("--profile lite", "--profile smoke"))
+    run = subprocess.run(argv, cwd=clone, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 done, 0 skipped" in run.stdout, run.stdout
+    record = json.loads((clone / "book/chapters/.book-run/01-why-boxes.json").read_text())
+    assert record["parameters"]["profile"] == "smoke"

@@ -49,16 +49,20 @@ def _title(nb: nbformat.NotebookNode, stem: str) -> str:
 
 def run_commands(stem: str) -> str:
     """The commands that execute chapter ``stem`` at the lite profile on a CPU and at the full
-    profile on a GPU with VOC or COCO, as a shell block (lines within 80 characters)."""
+    profile on a GPU with VOC or COCO, as a shell block (lines within 80 characters) that works as
+    written in a fresh clone after ``make setup`` (the command from the repository's venv;
+    ``--force``: the committed records mark every chapter finished)."""
     nn = stem[:2]
     voc, coco = GPU_DATA["voc"], GPU_DATA["coco"]
     return (
+        "# in the repository, after `make setup` (which makes .venv/); --force runs the\n"
+        "# chapter although the committed records mark it finished\n"
         "# laptop CPU, the embedded synthetic data (lite profile)\n"
-        f"bbam-lite book run --profile lite --only {nn}\n"
+        f".venv/bin/bbam-lite book run --profile lite --only {nn} --force\n"
         "# GPU machine, PASCAL VOC (COCO: -p dataset coco -p data_root " + coco + ")\n"
-        f"bbam-lite book run --profile full --only {nn} -p device cuda \\\n"
-        f"    -p dataset voc -p data_root {voc}\n"
-        "bbam-lite book build   # then open book/_build/html/index.html"
+        f".venv/bin/bbam-lite book run --profile full --only {nn} --force \\\n"
+        f"    -p device cuda -p dataset voc -p data_root {voc}\n"
+        ".venv/bin/bbam-lite book build   # then open book/_build/html/index.html"
     )
 
 
