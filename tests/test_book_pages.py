@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bbam_lite.book.pages import reader_view, run_commands, statistics_page
+from bbam_lite.book.pages import reader_view, run_box, run_commands, statistics_page
 
 
 def _chapter(path, injected: bool = True) -> nbformat.NotebookNode:
@@ -73,9 +73,24 @@ def test_statistics_page_lists_every_chapter_from_its_marker(tmp_path):
     _marker(tmp_path, "01-a", seconds=600.0, device="cuda", hardware="NVIDIA H200")
     page = statistics_page(tmp_path)
     row = next(line for line in page.splitlines() if "chapters/01-a" in line)
-    assert "| lite | cuda | NVIDIA H200 | 10.0 | 2026-11-28 | `0123456789ab` |" in row
+    assert "| lite | cuda | NVIDIA H200 | 10.0 | not measured | 2026-11-28 | `0123456789ab` |" in row
     assert "chapters/02-b" in page and "no record" in page and "No run record for: 02-b" in page
-    assert "Total: 10.0 minutes over 1 recorded chapters." in page
+    assert "Total: 10.0 minutes over 1 recorded chapters" in page
+    assert (
+        "Cold total: 0.0 minutes over the 0 chapters with a cold run; not measured for chapters 01." in page
+    )
+    # a cold run kept beside a cached rerun: both shown, the cold total sums the cold runs
+    cold = {"seconds": 1200.0, "hardware": "AMD EPYC, 1 threads", "finished": "2026-12-04T04:00:00+00:00"}
+    _marker(tmp_path, "02-b", seconds=30.0, cold=cold)
+    page = statistics_page(tmp_path)
+    row = next(line for line in page.splitlines() if "chapters/02-b" in line)
+    assert "| 0.5 | 20.0 |" in row
+    assert (
+        "Cold total: 20.0 minutes over the 1 chapters with a cold run; not measured for chapters 01." in page
+    )
+    assert "from an empty run folder: 20.0 min on AMD EPYC" in run_box(
+        "02-b", json.loads((tmp_path / ".book-run" / "02-b.json").read_text())
+    )
 
 
 @pytest.mark.slow
@@ -85,8 +100,6 @@ def test_the_run_box_works_as_written_in_a_fresh_clone(tmp_path):
     import shlex
     import subprocess
     import sys
-
-    from bbam_lite.book.pages import run_box
 
     root = Path(__file__).resolve().parents[1]
     clone = tmp_path / "clone"

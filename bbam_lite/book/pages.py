@@ -76,8 +76,21 @@ def _when(marker: dict[str, Any] | None) -> str:
     commit = str(marker.get("commit", "unknown"))[:12]
     return (
         f"This page: profile `{p.get('profile', '?')}` on {marker.get('hardware', '?')} "
-        f"(device `{device}`), {minutes:.1f} min, {date}, commit `{commit}`; "
+        f"(device `{device}`), {minutes:.1f} min, {date}, commit `{commit}`; {_cold(marker)}; "
         f"every chapter in [Execution statistics](../{STATISTICS_PAGE}.md)."
+    )
+
+
+def _cold(marker: dict[str, Any]) -> str:
+    """The chapter's cold run in words (from an empty run folder), or that it was not measured."""
+    cold = marker.get("cold")
+    if not cold:
+        return "its time from an empty run folder was not measured (this page's run reused cached work)"
+    after = cold.get("after") or []
+    made = f", after chapters {', '.join(a[:2] for a in after)} of the same run" if after else ""
+    return (
+        f"from an empty run folder{made}: {cold['seconds'] / 60:.1f} min on {cold.get('hardware', '?')}, "
+        f"{str(cold.get('finished', ''))[:10]}"
     )
 
 
@@ -120,14 +133,17 @@ def statistics_page(chapters_dir: Path) -> str:
         "",
         "Every chapter of this book is a notebook executed by `bbam-lite book run`, which records how",
         "each run went in `book/chapters/.book-run/NN-slug.json`. This page is generated from those",
-        "records when the book is built. Minutes are wall-clock time of the whole notebook, including",
-        "work it reused from the run folder's cache (a chapter whose labels or results were already",
-        "cached runs in a fraction of its first run's time).",
+        "records when the book is built. Two times per chapter, wall-clock minutes of the whole notebook:",
+        "the run that made this page (it may have reused labels and results cached in the run folder,",
+        "and then took a fraction of its first run's time), and its cold run, the last one of a batch",
+        "that started from an empty run folder (everything computed, shared artefacts by the chapter",
+        "that first needed them). A cached rerun never replaces the cold time.",
         "",
-        "| chapter | profile | device | hardware | minutes | date | commit |",
-        "| --- | --- | --- | --- | ---: | --- | --- |",
+        "| chapter | profile | device | hardware | minutes (this page) | minutes (cold) | date | commit |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | --- |",
     ]
-    total = 0.0
+    total = cold_total = 0.0
+    no_cold = []
     missing = []
     for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
         if not NOTEBOOK_NAME.match(nb.name):
@@ -137,21 +153,32 @@ def statistics_page(chapters_dir: Path) -> str:
         link = f"[{title}](chapters/{nb.stem}.ipynb)"
         if marker is None:
             missing.append(nb.stem)
-            lines.append(f"| {link} | no record | | | | | |")
+            lines.append(f"| {link} | no record | | | | | | |")
             continue
         minutes = marker.get("seconds", 0) / 60
         total += minutes
+        cold = marker.get("cold")
+        if cold:
+            cold_total += cold["seconds"] / 60
+        else:
+            no_cold.append(nb.stem[:2])
         cells = [
             link,
             str(marker.get("parameters", {}).get("profile", "?")),
             str(marker.get("device", "cpu")),
             str(marker.get("hardware", "?")),
             f"{minutes:.1f}",
+            f"{cold['seconds'] / 60:.1f}" if cold else "not measured",
             str(marker.get("finished", ""))[:10],
             f"`{str(marker.get('commit', 'unknown'))[:12]}`",
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    lines += ["", f"Total: {total:.1f} minutes over {len(markers)} recorded chapters."]
+    lines += ["", f"Total: {total:.1f} minutes over {len(markers)} recorded chapters (this page's runs)."]
+    measured = len(markers) - len(no_cold)
+    lines.append(
+        f"Cold total: {cold_total:.1f} minutes over the {measured} chapters with a cold run"
+        + (f"; not measured for chapters {', '.join(no_cold)}." if no_cold else ".")
+    )
     if missing:
         lines.append(f"No run record for: {', '.join(missing)}.")
     return "\n".join(lines) + "\n"

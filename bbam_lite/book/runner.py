@@ -168,6 +168,27 @@ class BookRun:
         check_declared(parameters, self.declared)
         self.common = check_common(parameters)
         self.given = parameters
+        self.cold = False  # whether this batch started from an empty run folder (set by run())
+        self.ran: list[str] = []  # the chapters this batch executed so far
+
+    def run_folder_empty(self) -> bool:
+        """Whether the run folder holds no file yet (a cold start: every artefact is computed)."""
+        folder = self.cwd / self.common["run_dir"]
+        return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+    def cold_record(self, notebook: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The chapter's cold run: this one when the batch started from an empty run folder (its
+        time then includes every artefact it needs that no earlier chapter of the batch made:
+        ``after`` names those chapters), else the one the chapter's marker kept."""
+        if self.cold:
+            keep = ("seconds", "cpu_seconds", "finished", "hardware", "device", "commit")
+            return {**{k: run[k] for k in keep}, "after": list(self.ran)}
+        try:
+            old = json.loads((self.state / f"{notebook.stem}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        same = old.get("parameters") == self.parameters_for(notebook)
+        return old.get("cold") if same else None
 
     def parameters_for(self, notebook: Path) -> dict[str, Any]:
         """``profile`` and ``run_dir`` always; other given parameters where the notebook declares them."""
@@ -231,26 +252,28 @@ class BookRun:
         seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
         os.replace(partial, output)
         failed.unlink(missing_ok=True)
+        run = {
+            "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu, 1),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "hardware": hardware(),
+            "device": self.common["device"],
+            "commit": git_commit(self.cwd, ("bbam_lite", "notebooks")),
+        }
+        record = {**self.record(notebook), "output": notebook.name, "output_sha256": file_sha256(output)}
+        cold = self.cold_record(notebook, run)
         atomic_write_json(
             self.state / f"{notebook.stem}.json",
-            {
-                **self.record(notebook),
-                "output": notebook.name,
-                "output_sha256": file_sha256(output),
-                "seconds": round(seconds, 1),
-                "cpu_seconds": round(cpu, 1),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "hardware": hardware(),
-                "device": self.common["device"],
-                "commit": git_commit(self.cwd, ("bbam_lite", "notebooks")),
-            },
+            {**record, **run, **({"cold": cold} if cold else {})},
             indent=1,
         )
+        self.ran.append(notebook.stem)
         return Outcome(notebook.stem, "done", seconds, cpu_seconds=cpu)
 
     def run(self, force: bool = False) -> list[Outcome]:
         """Execute every notebook in order (skipping finished ones unless ``force``)."""
         logging.getLogger("papermill").setLevel(logging.WARNING)
+        self.cold, self.ran = self.run_folder_empty(), []
         n = len(self.notebooks)
         outcomes = []
         t0 = time.perf_counter()
