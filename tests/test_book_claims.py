@@ -57,14 +57,18 @@ def test_noise_wording_follows_the_numbers() -> None:
     text = label_noise.noise_verdict(rows, (-0.2, 0.0, 0.2))
     assert "box gains 0.001" in text and "box is not hurt at all" in text
     assert "grabcut is hurt least" in text and "grabcut loses more to contracted boxes" in text
-    assert "goes against the paper" in label_noise.paper_comparison(rows)
+    against = label_noise.paper_comparison(rows, {"box": "Box", "grabcut": "GrabCut"})
+    assert "goes against the paper" in against
+    assert "Box is hurt least by contracted boxes because a contracted box first trims" in against
+    assert "GrabCut is hurt least by expanded boxes because it gains colour statistics" in against
+    assert "while bbam: its labels are cut to the label box" in against
     # a run where BBAM is hurt least on both sides agrees with the paper
     rows = _rows(
         {"box": (-0.05, -0.06), "grabcut": (-0.1, -0.04), "bbam": (-0.01, -0.02)},
         {"box": 0.6, "grabcut": 0.7, "bbam": 0.75},
     )
     assert "agrees with the paper: BBAM's mIoU is hurt least on both sides" in (
-        label_noise.paper_comparison(rows)
+        label_noise.paper_comparison(rows, {"bbam": "BBAM"})
     )
     rows = _rows(
         {"box": (-0.05, -0.01), "grabcut": (-0.1, -0.04), "bbam": (-0.01, -0.02)},

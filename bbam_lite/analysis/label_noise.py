@@ -154,9 +154,12 @@ def least_hurt(rows: list[dict[str, Any]], side: str, metric: str = "miou") -> s
     return max(deg, key=deg.get) if deg else None
 
 
-def noise_verdict(rows: list[dict[str, Any]], levels, titles: dict[str, str] | None = None) -> str:
+def noise_verdict(
+    rows: list[dict[str, Any]], levels, titles: dict[str, str] | None = None, subject: str = "bbam"
+) -> str:
     """What this run's Fig. 7a shows, in words chosen by its numbers: each method's mIoU change
-    on each side, which method is hurt least there, and which side hurts each method more."""
+    on each side, which method is hurt least there, which side hurts each method more, and the
+    fallbacks of ``subject`` (the method the chapter studies)."""
     titles = titles or {}
     name = lambda m: titles.get(m, m)  # noqa: E731
     deg = degradation(rows, "miou")
@@ -166,15 +169,16 @@ def noise_verdict(rows: list[dict[str, Any]], levels, titles: dict[str, str] | N
         if not changes:
             continue
         best = least_hurt(rows, side)
-        listed = "; ".join(f"{name(m)} {_change(v)}" for m, v in sorted(changes.items(), key=lambda x: -x[1]))
+        ordered = sorted(changes.items(), key=lambda x: -x[1])
+        listed = "; ".join(f"{name(m)} {_change(v)}" for m, v in ordered)
         parts.append(
             f"**{side.capitalize()} boxes ({100 * level:+.0f}%)**, mIoU: {listed}. "
             f"{name(best)} {'is hurt least' if changes[best] < 0 else 'is not hurt at all'}."
         )
-    sides = {m: d for m, d in deg.items() if not (np.isnan(d["contracted"]) or np.isnan(d["expanded"]))}
     by_side: dict[str, list[str]] = {"contracted": [], "expanded": []}
-    for m, d in sides.items():
-        by_side["contracted" if d["contracted"] < d["expanded"] else "expanded"].append(name(m))
+    for m, d in deg.items():
+        if not (np.isnan(d["contracted"]) or np.isnan(d["expanded"])):
+            by_side["contracted" if d["contracted"] < d["expanded"] else "expanded"].append(name(m))
     said = [
         f"{' and '.join(v)} {'loses' if len(v) == 1 else 'lose'} more to {k} boxes"
         for k, v in by_side.items()
@@ -182,48 +186,50 @@ def noise_verdict(rows: list[dict[str, Any]], levels, titles: dict[str, str] | N
     ]
     if said:
         parts.append(f"On mIoU, {'; '.join(said)}.")
-    fallbacks = {r["level"]: r.get("fallbacks") for r in rows if r["method"] == "bbam"}
+    fallbacks = {r["level"]: r.get("fallbacks") for r in rows if r["method"] == subject}
     if fallbacks and all(v is not None for v in fallbacks.values()):
         counts = ", ".join(f"{int(v)} at {100 * k:+.0f}%" for k, v in sorted(fallbacks.items()))
-        parts.append(f"BBAM's objects without a positive proposal: {counts}.")
+        parts.append(f"{name(subject)}'s objects without a positive proposal: {counts}.")
     return " ".join(parts)
 
 
-def paper_comparison(rows: list[dict[str, Any]], titles: dict[str, str] | None = None) -> str:
-    """This run against the paper's Fig. 7a finding (BBAM degrades less on both sides), with the
-    reason this run's design gives where it goes against it."""
-    if "bbam" not in {r["method"] for r in rows}:
-        return "BBAM is not among this run's methods."
+def paper_comparison(
+    rows: list[dict[str, Any]], titles: dict[str, str] | None = None, subject: str = "bbam"
+) -> str:
+    """This run against the paper's Fig. 7a finding (``subject``, BBAM, degrades less on both
+    sides), with the reason each method's design gives (its ``box_noise``) where another method is
+    hurt less."""
+    from bbam_lite.pseudo.registry import get_method
+
+    titles = titles or {}
+    name = lambda m: titles.get(m, m)  # noqa: E731
+    if subject not in {r["method"] for r in rows}:
+        return f"{name(subject)} is not among this run's methods."
     least = {side: least_hurt(rows, side) for side in ("contracted", "expanded")}
-    wins = [s for s, m in least.items() if m == "bbam"]
+    wins = [side for side, m in least.items() if m == subject]
     if len(wins) == 2:
-        head = "agrees with the paper: BBAM's mIoU is hurt least on both sides."
+        head = f"agrees with the paper: {name(subject)}'s mIoU is hurt least on both sides."
     elif wins:
+        other = "expanded" if wins[0] == "contracted" else "contracted"
         head = (
-            f"agrees with the paper on {wins[0]} boxes only: BBAM's mIoU is hurt least there, "
-            f"not on {'expanded' if wins[0] == 'contracted' else 'contracted'} ones."
+            f"agrees with the paper on {wins[0]} boxes only: {name(subject)}'s mIoU is hurt "
+            f"least there, not on {other} ones."
         )
     else:
-        head = "goes against the paper: on neither side is BBAM's mIoU hurt least."
+        head = f"goes against the paper: on neither side is {name(subject)}'s mIoU hurt least."
     why = []
-    if least["contracted"] == "box":
-        why.append(
-            "Box is hurt least by contraction because a contracted box first trims the clean "
-            "box's background corners (exercise 8.2); the paper compares with Hsu et al.'s "
-            "trained network, not with a filled box"
-        )
-    if least["contracted"] == "grabcut":
-        why.append("GrabCut keeps the object inside its definite-foreground core even in a smaller box")
-    if least["expanded"] == "grabcut":
-        why.append(
-            "GrabCut gains colour statistics from the extra background while the object stays "
-            "inside its definite-foreground core, whereas BBAM's labels are cut to the label box, "
-            "so a larger box lets the map and the CRF keep more background"
-        )
+    for side, m in least.items():
+        if m is not None and m != subject:
+            reason = get_method(m).box_noise.get(side)
+            if reason:
+                why.append(f"{name(m)} is hurt least by {side} boxes because {reason}")
+            own = get_method(subject).box_noise.get(f"{side} weakness")
+            if own:
+                why.append(f"while {name(subject)}: {own}")
     clean = {r["method"]: r["miou"] for r in rows if r["level"] == 0.0}
-    titles = titles or {}
-    ranking = ", ".join(f"{titles.get(m, m)} {v:.3f}" for m, v in sorted(clean.items(), key=lambda x: -x[1]))
+    ranking = ", ".join(f"{name(m)} {v:.3f}" for m, v in sorted(clean.items(), key=lambda x: -x[1]))
     text = f"This run {head} Clean-box label mIoU: {ranking}."
     if why:
         text += " Why: " + "; ".join(why) + "."
+    text += " The paper compares trained networks with Hsu et al.'s, not pseudo labels with box baselines."
     return text

@@ -110,6 +110,9 @@ class Method:
     variant_colours: ClassVar[dict[str, str]] = {}
     #: the paper's numbers for the method's variants on VOC 2012 val, percent: {variant: {metric: v}}
     paper: ClassVar[dict[str, dict[str, float]]] = {}
+    #: what the method's design predicts for noisy boxes (chapter 8): why it is hurt little by
+    #: "contracted" or "expanded" boxes, and its "contracted weakness" / "expanded weakness"
+    box_noise: ClassVar[dict[str, str]] = {}
     #: bytes per image pixel of the CPU stage (scripts/bench_memory.py; bbam_lite.pseudo.memory)
     memory_per_pixel: ClassVar[float] = 45.0
 

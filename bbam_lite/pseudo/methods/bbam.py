@@ -31,6 +31,11 @@ FAULT_FALLBACK = "numerical-fault:box-ignored"
 @register
 class BBAM(Method):
     name = "bbam"
+    box_noise = {
+        "contracted": "the detector's positives still find the object when the box cuts it",
+        "expanded weakness": "its labels are cut to the label box, so a larger box lets the map and "
+        "the CRF keep more background",
+    }
     memory_per_pixel = 235.0  # its CPU stage is Box + CRF's (dense CRF per object) and the maps
     title = "BBAM"
     summary = "Bounding Box Attribution Map (needs the detector; --preset official or paper)"

@@ -19,6 +19,10 @@ def box_instances(boxes: np.ndarray, labels: np.ndarray, height: int, width: int
 @register
 class Box(Method):
     name = "box"
+    box_noise = {
+        "contracted": "a contracted box first trims the clean box's background corners, then the "
+        "object (exercise 8.2)"
+    }
     title = "Box"
     summary = "the filled box (Box2Seg's and BBAM's Box row)"
     colour = "tab:gray"

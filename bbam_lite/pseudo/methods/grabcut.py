@@ -65,6 +65,11 @@ def grabcut_instances(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) 
 @register
 class GrabCut(Method):
     name = "grabcut"
+    box_noise = {
+        "contracted": "it keeps the object inside its definite-foreground core",
+        "expanded": "it gains colour statistics from the extra background while the object stays "
+        "inside its definite-foreground core",
+    }
     memory_per_pixel = 215.0  # scripts/bench_memory.py, lite, 2026-12-04
     title = "GrabCut"
     summary = "GrabCut per box as in Box2Seg's Algorithm 1"
