@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: setup demo test lint clean book book-html chromium
+.PHONY: setup demo test lint clean book book-html lab chromium
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,12 @@ book: setup
 # Only render the committed chapters (book/chapters/) to book/_build/html: under a minute.
 book-html: setup
 	$(VENV)/bin/bbam-lite book build
+
+# JupyterLab on notebooks/ with the project's kernel (bbam-lite), offline, for doing a chapter's
+# exercises: open the address it prints; Ctrl+C stops it. Reset a chapter with
+# `git checkout notebooks/NN-slug.ipynb`.
+lab: setup
+	$(PY) -m bbam_lite.book.lab
 
 # Headless Chromium for the book's browser test (Debian, as root; a few minutes with the download).
 # .ci/run calls it before `make test`; without Chromium that one test is skipped and says why.

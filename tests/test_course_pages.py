@@ -11,6 +11,7 @@ import pytest
 import yaml
 from book_helpers import NOTEBOOKS, REPO
 
+from bbam_lite.book.lab import main as lab_main
 from bbam_lite.book.render import BookBuildError, plain_headings, plain_math, stage_book, toc_files
 
 BOOK = REPO / "book"
@@ -130,3 +131,15 @@ def test_a_heading_without_a_plain_form_fails_the_build_in_one_line(tmp_path):
     stage, _ = stage_book(book, chapters, tmp_path / "stage")
     staged = nbformat.read(stage / "chapters" / "12-main-results.ipynb", as_version=4)
     assert staged.cells[0].source == "# 12. Seed growing with λ"
+
+
+def test_make_lab_runs_the_lab_module_which_needs_the_repository_root(tmp_path, monkeypatch, capsys):
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^lab: setup\n\t\$\(PY\) -m bbam_lite\.book\.lab$", make, re.M)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        lab_main([])
+    assert err.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "bbam-lite lab: notebooks: no such folder here; run `make lab` from the repository root"
+    )
