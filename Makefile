@@ -33,9 +33,11 @@ book: setup
 book-html: setup
 	$(VENV)/bin/bbam-lite book build
 
-# The chapters in JupyterLab with the project's kernel, offline (open the URL it prints).
+# JupyterLab on notebooks/ with the project's kernel (bbam-lite), offline, for doing a chapter's
+# exercises: open the address it prints; Ctrl+C stops it. Reset a chapter with
+# `git checkout notebooks/NN-slug.ipynb`.
 lab: setup
-	$(VENV)/bin/bbam-lite book lab
+	$(PY) -m bbam_lite.book.lab
 
 # Headless Chromium for the book's browser test (Debian, as root; a few minutes with the download).
 # .ci/run calls it before `make test`; without Chromium that one test is skipped and says why.

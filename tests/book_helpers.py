@@ -139,9 +139,17 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def load_pages(urls: list[str], timeout: float = 90.0, settle: float = 2.0) -> list[dict]:
+def load_pages(
+    urls: list[str],
+    timeout: float = 90.0,
+    settle: float = 2.0,
+    state: str = PAGE_STATE,
+    until: str | None = None,
+) -> list[dict]:
     """Open each URL in one headless Chromium; per page: every request made, every failed load,
-    its images (loaded or not, natural width) and the number of typeset formulas."""
+    and what the ``state`` expression returns (by default its images, loaded or not, with their
+    natural width, and the number of typeset formulas), read once the JavaScript expression
+    ``until`` is true (when given; at most ``timeout`` seconds)."""
     import websocket
 
     profile = tempfile.mkdtemp(prefix="bbam-chromium-")
@@ -199,8 +207,12 @@ def load_pages(urls: list[str], timeout: float = 90.0, settle: float = 2.0) -> l
                 except websocket.WebSocketTimeoutException:
                     break
             ws.settimeout(timeout)
-            state = json.loads(
-                call("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)["result"]["value"]
+            while until and time.monotonic() < deadline:  # e.g. a page that renders after loading
+                if call("Runtime.evaluate", expression=until, returnByValue=True)["result"].get("value"):
+                    break
+                time.sleep(0.25)
+            found = json.loads(
+                call("Runtime.evaluate", expression=state, returnByValue=True)["result"]["value"]
             )
             requests = {
                 e["params"]["requestId"]: e["params"]["request"]["url"]
@@ -213,7 +225,7 @@ def load_pages(urls: list[str], timeout: float = 90.0, settle: float = 2.0) -> l
                 if e.get("method") == "Network.loadingFailed"
             ]
             results.append({"url": url, "loaded": loaded, "requests": sorted(set(requests.values())),
-                            "failed": failed, **state})  # fmt: skip
+                            "failed": failed, **found})  # fmt: skip
         ws.close()
         return results
     finally:

@@ -1,4 +1,4 @@
-"""``bbam-lite book run``, ``bbam-lite book build`` and ``bbam-lite book lab``."""
+"""``bbam-lite book run`` and ``bbam-lite book build``."""
 
 from __future__ import annotations
 
@@ -41,40 +41,6 @@ def cmd_book_build(args: argparse.Namespace) -> int:
         print(f"not in this build (no executed notebook yet): {', '.join(result.missing)}")
     print(f"built {len(result.chapters)} chapters: {result.index}")
     return 0
-
-
-def lab_command(notebooks: Path, kernel: str, extra: list[str]) -> list[str]:
-    """JupyterLab on ``notebooks`` (offline: no browser opened, nothing fetched), its chapters opened
-    with the project's kernel ``kernel``."""
-    import sys
-
-    return [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        f"--notebook-dir={notebooks}",
-        "--no-browser",
-        f"--MappingKernelManager.default_kernel_name={kernel}",
-        "--LabApp.news_url=",  # no news feed from the network
-        "--LabServerApp.extension_manager=readonly",  # no extension index from the network
-        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),  # containers, CI
-        *extra,
-    ]
-
-
-def cmd_book_lab(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from bbam_lite.book.runner import ensure_kernel
-
-    if not args.notebooks.is_dir():
-        raise ValueError(f"{args.notebooks}: no notebooks folder here (run from the repository root)")
-    ensure_kernel(args.kernel)
-    try:
-        extra = args.lab_args[1:] if args.lab_args[:1] == ["--"] else args.lab_args
-        return subprocess.call(lab_command(args.notebooks, args.kernel, extra))
-    except KeyboardInterrupt:
-        return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,15 +93,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, default=None, help="build folder (default BOOK/_build)")
     build.set_defaults(func=cmd_book_build)
 
-    lab = sub.add_parser(
-        "lab",
-        help="open the chapters in JupyterLab (offline) with the project's kernel, to do the exercises",
-        description="Start JupyterLab on notebooks/ with the project's kernel (registered if missing). "
-        "Open a chapter, run its cells (Run > Run All Cells) and do its exercises; the chapter runs at "
-        "the profile its parameters cell names (lite). Reset a chapter with `git checkout "
-        "notebooks/NN-slug.ipynb`. Arguments after -- go to JupyterLab (e.g. -- --port 8890).",
-    )
-    lab.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="notebooks folder")
-    lab.add_argument("--kernel", default="bbam-lite", help="Jupyter kernel name (registered if missing)")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="arguments for JupyterLab, after --")
-    lab.set_defaults(func=cmd_book_lab)

@@ -9,7 +9,9 @@ default, where ``bbam-lite book run`` writes them). The build
    ``OUT/stage``, with a table of contents reduced to the chapters present (missing chapters are
    reported, not fatal, so the book builds while chapters are being written); each chapter gets
    the reader's view of its parameters and a "Run this chapter" box, and the "Execution
-   statistics" page is generated from the run markers (:mod:`bbam_lite.book.pages`);
+   statistics" page is generated from the run markers (:mod:`bbam_lite.book.pages`); formulas in
+   a chapter's headings become plain text (:func:`plain_headings`), since a page's title, the
+   search results and the tables of contents show a heading's text where MathJax does not run;
 2. runs ``jupyter-book build`` with warnings as errors (``-W -n --keep-going``), execution off;
 3. moves the HTML to ``OUT/html`` and refuses the result if any page would fetch a resource from
    another host (scripts, stylesheets, images, fonts, frames).
@@ -36,6 +38,16 @@ PAGE_SUFFIXES = (".md", ".ipynb")
 MATHJAX_ENTRY = Path("_mathjax") / "mathjax" / "tex-chtml.js"
 
 
+#: TeX that a heading may hold, as the plain text its title and search entry show instead.
+TEX_TEXT = {
+    r"\alpha": "α", r"\beta": "β", r"\theta": "θ", r"\lambda": "λ", r"\mu": "μ", r"\sigma": "σ",
+    r"\Phi": "Φ", r"\lVert": "‖", r"\rVert": "‖", r"\|": "‖", r"\times": "×", r"\le": "≤", r"\ge": "≥",
+}  # fmt: skip
+_INLINE_MATH = re.compile(r"\$([^$]+)\$")
+_HEADING = re.compile(r"^ {0,3}#{1,6}\s")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
 class BookBuildError(ValueError):
     """The book could not be built; one line with the reason and where to look."""
 
@@ -49,6 +61,35 @@ class BuildResult:
 
 def _present(stage: Path, entry: str) -> bool:
     return any((stage / f"{entry}{s}").is_file() for s in ("", *PAGE_SUFFIXES))
+
+
+def plain_math(tex: str) -> str | None:
+    """Inline math as plain text (``\\theta_{fg}`` -> ``θ_fg``, as the prose writes it), or None where
+    it needs more than letters, digits, subscripts and the symbols of :data:`TEX_TEXT`."""
+    text = re.sub(r"\\[A-Za-z]+|\\\|", lambda m: TEX_TEXT.get(m.group(0), m.group(0)), tex)
+    text = re.sub(r"_\{(\w+)\}", r"_\1", text)
+    return None if re.search(r"[\\{}^]", text) else text.strip()
+
+
+def plain_headings(nb: nbformat.NotebookNode) -> list[str]:
+    """Rewrite the formulas of the markdown headings of ``nb`` (outside code fences) as plain text,
+    in place; returns the headings whose TeX has no plain form (left unchanged)."""
+    unconverted = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or "$" not in cell.source:
+            continue
+        lines, fenced = cell.source.split("\n"), False
+        for i, line in enumerate(lines):
+            if _FENCE.match(line):
+                fenced = not fenced
+            if fenced or not _HEADING.match(line) or "$" not in line:
+                continue
+            if any(plain_math(tex) is None for tex in _INLINE_MATH.findall(line)):
+                unconverted.append(line.strip())
+                continue
+            lines[i] = _INLINE_MATH.sub(lambda m: plain_math(m.group(1)) or "", line)
+        cell.source = "\n".join(lines)
+    return unconverted
 
 
 def filter_toc(toc: Any, stage: Path, missing: list[str]) -> Any:
@@ -122,6 +163,12 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
                 except (OSError, ValueError) as e:
                     raise BookBuildError(f"{nb}: not a readable notebook ({e}); rerun its chapter") from None
                 reader_view(notebook, nb.stem, markers.get(nb.stem))
+                raw = plain_headings(notebook)
+                if raw:
+                    raise BookBuildError(
+                        f"{nb}: heading {raw[0]!r} has TeX that its page title and search entry would "
+                        f"show raw; write it in plain text (or add the symbol to render.TEX_TEXT)"
+                    )
                 nbformat.write(notebook, stage / "chapters" / nb.name)
         (stage / f"{STATISTICS_PAGE}.md").write_text(statistics_page(chapters_dir), encoding="utf-8")
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8"))
