@@ -262,7 +262,7 @@ def label_verdict(rows: list[dict[str, Any]], short: bool = False) -> str:
     both = by["both heads"]
     singles = [by[n] for n in ("box head only", "cls head only")]
     parts, wins = [], {}
-    for key, title in (("miou", "mIoU"), ("mean_instance_iou", "mean instance IoU")):
+    for key, title in (("miou", "mIoU"), ("mean_instance_iou", "Mean instance IoU")):
         best = max(singles, key=lambda r: r[key])
         wins[key] = both[key] > best[key]
         listed = ", ".join(f"{_SHORT[r['setting']]} {r[key]:.3f}" for r in (*singles, both))
@@ -348,7 +348,7 @@ def left_out_verdict(left: list[dict[str, Any]]) -> str:
     """Fig. 6c in this run (:func:`left_out_losses`): is each head's loss larger when the mask is
     shaped for the other head only, as the paper finds?"""
     said = [
-        f"the {r['head']} head's loss is {r['ratio']:.1f}x "
+        f"the {'class' if r['head'] == 'cls' else r['head']} head's loss is {r['ratio']:.1f}x "
         + ("larger" if r["ratio"] > 1 else "its own-term value (not larger)")
         + " when it is left out of the objective"
         for r in left
