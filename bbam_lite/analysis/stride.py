@@ -179,7 +179,7 @@ def size_verdict(summary: list[dict[str, Any]], key: str = "iou_map") -> str:
         best_of[size] = max(sel, key=sel.__getitem__)
         listed = ", ".join(f"{s} {v:.3f}" for s, v in sel.items())
         lines.append(f"{size}: {listed} (best {best_of[size]})")
-    text = f"{_SCORE[key].capitalize()} by size: " + "; ".join(lines) + "."
+    text = f"{_SCORE[key][0].upper()}{_SCORE[key][1:]} by size: " + "; ".join(lines) + "."
 
     def mean(size: str, setting: str) -> float:
         return next((r[key] for r in summary if r["size"] == size and r["setting"] == setting), float("nan"))
