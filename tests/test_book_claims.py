@@ -224,9 +224,17 @@ def test_gradient_wording_follows_the_numbers() -> None:
     text = gradients.paper_comparison(run, 150)
     assert "fewer than the paper's 87%" in text and "higher than the paper's 0.56" in text
     assert "goes against the paper's Fig. 7c, where BBAM localises best: here SmoothGrad does" in text
+    assert "its best threshold is 0.10" in text
     assert "150 iterations" in text and "1 of 14 objects had no positive proposal" in text
     split = _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.6})
-    assert "SmoothGrad by IoU and BBAM by correlation" in gradients.paper_comparison(split, 150)
+    assert "on one measure only: BBAM is best by correlation, SmoothGrad by IoU" in (
+        gradients.paper_comparison(split, 150)
+    )
+    neither = _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.2})
+    neither["methods"]["SimpleGrad"]["best_iou"] = 0.5
+    assert "here SimpleGrad is best by IoU and SmoothGrad by correlation." in (
+        gradients.paper_comparison(neither, 150)
+    )
     win = gradients.paper_comparison(
         _grad_res({"SmoothGrad": 0.3, "BBAM": 0.4}, {"SmoothGrad": 0.5, "BBAM": 0.6}, 0.9), 300
     )

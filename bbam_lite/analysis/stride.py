@@ -229,9 +229,9 @@ def reading(res: dict[str, Any], cfg) -> str:
     )
     low = max(maps) < 0.5
     text += f"The raw-map IoU ranges from {min(maps):.3f} to {max(maps):.3f} across groups and settings" + (
-        f": low for every setting. The {cfg.preset} preset's maps settle mostly below 0.5 (the "
-        "authors' code starts the mask from the positives' boxes), so an absolute cut at 0.5 keeps "
-        "little of the object; the pseudo labels read the map's order, not its values."
+        f": low for every setting, so an absolute cut at 0.5 keeps little of the object (the "
+        f"{cfg.preset} preset starts the mask from the positives' boxes, and its maps can settle "
+        "mostly below 0.5); the pseudo labels read the map's order, not its values."
         if low and cfg.preset == "official"
         else "."
     )
