@@ -457,3 +457,22 @@ def best_threshold_verdict(res: dict[str, Any]) -> str:
     text = "Best thresholds here: " + ", ".join(f"{n} {t:.2f}" for n, t in best.items()) + ". "
     text += f"Below 0.5: {', '.join(low) or 'none'}"
     return text + (f"; at or above it: {', '.join(rest)}." if rest else ".")
+
+
+def edge_verdict(corrs: list[dict[str, dict[str, float]]]) -> str:
+    """Exercise 10.2's answer in this run: ``corrs`` holds, per object, each map's correlation with
+    the image's edge strength over the ``"box"`` and over the ``"object"``. Does SimpleGrad follow
+    the edges, and which map follows them most?"""
+    if not corrs:
+        return "No object: nothing to correlate."
+    n = len(corrs)
+    pos = sum(c["box"]["SimpleGrad"] > 0 for c in corrs)
+    top = [max(c["box"], key=c["box"].__getitem__) for c in corrs]
+    return (
+        f"Here SimpleGrad's correlation with edge strength over the box is positive for {pos} of {n} "
+        "objects: "
+        + ("it follows the box's edges" if 2 * pos > n else "it does not follow the box's strongest edges")
+        + "; the map most correlated with the edges over the box is "
+        + ", ".join(top)
+        + (" (one per object)." if n > 1 else ".")
+    )
