@@ -290,7 +290,7 @@ def label_verdict(rows: list[dict[str, Any]], short: bool = False) -> str:
             " Why it can: the authors' code (the default) cuts each label from area quantiles of the "
             "map inside the box and refines it with the dense CRF, so a label depends on how the "
             "map *ranks* the box's pixels, not on how much of the object it covers, which is where "
-            "the paper's second head helps; the paper also scores networks trained on VOC labels, "
+            "a second head's pixels would help; the paper also scores networks trained on VOC labels, "
             "not the labels. " + _noise_note(int(both.get("objects", 0)))
         )
     return text
@@ -370,6 +370,10 @@ def left_out_verdict(left: list[dict[str, Any]]) -> str:
     return text
 
 
+def _and(names: list[str]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def threshold_verdict(
     summaries: dict[tuple[str, bool], dict[str, Any]], low: dict[str, dict[str, Any]]
 ) -> str:
@@ -380,9 +384,9 @@ def threshold_verdict(
         hi = summaries[name, True]
         ref = hi["reference_median_norm"]
         (toward if abs(s["median_norm"] - ref) < abs(hi["median_norm"] - ref) else away).append(name)
-    text = "Here the median moves towards that of all box pixels for " + (", ".join(toward) or "no setting")
+    text = "Here the median moves towards that of all box pixels for " + (_and(toward) or "no setting")
     if away:
-        text += f", but not for {', '.join(away)} (it stays as far or overshoots)"
+        text += f", but not for {_and(away)} (it ends as far from it or farther)"
     grew = all(low[n]["share_of_box_high"] >= summaries[n, True]["share_of_box_high"] for n in low)
     return text + (
         "; the share of box pixels selected grows for every setting, as it must."
