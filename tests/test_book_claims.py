@@ -177,7 +177,7 @@ def test_stride_wording_follows_the_numbers() -> None:
     )
     text = stride.size_verdict(run)
     assert "small: s = 24 0.130, s = 48 0.148, adaptive s(a) 0.103 (best s = 48)" in text
-    assert "s = 24 below s(a) on large objects holds; s = 48 below s(a) on small objects; s(a) best" in text
+    assert "one part holds (s = 24 below s(a) on large objects) and two parts do not (s = 48 below" in text
     paper = _summary({"s = 24": (0.6, 0.6, 0.4), "s = 48": (0.4, 0.6, 0.6), "adaptive s(a)": (0.7, 0.7, 0.7)})
     assert "All three parts of the paper's pattern hold" in stride.size_verdict(paper)
     none = _summary({"s = 24": (0.6, 0.6, 0.8), "s = 48": (0.8, 0.6, 0.6), "adaptive s(a)": (0.5, 0.5, 0.5)})

@@ -195,7 +195,12 @@ def size_verdict(summary: list[dict[str, Any]], key: str = "iou_map") -> str:
         return f"{text} All three parts of the paper's pattern hold: {'; '.join(held)}."
     if not held:
         return f"{text} None of the paper's pattern holds on this score ({'; '.join(failed)}: not here)."
-    return f"{text} Of the paper's pattern, {'; '.join(held)} holds; {'; '.join(failed)} does not."
+    words = {1: "one part", 2: "two parts"}
+    return (
+        f"{text} Of the paper's three-part pattern, {words[len(held)]} "
+        f"{'holds' if len(held) == 1 else 'hold'} ({'; '.join(held)}) and {words[len(failed)]} "
+        f"{'does' if len(failed) == 1 else 'do'} not ({'; '.join(failed)})."
+    )
 
 
 def quality_verdict(quality: list[dict[str, Any]]) -> str:
