@@ -265,10 +265,12 @@ def test_gradient_wording_follows_the_numbers() -> None:
     assert "does not help" in gradients.average_verdict([0.6, 0.7], 0.5, 0.8)
     run = [{"box": {"SimpleGrad": -0.16, "BBAM": 0.09}}, {"box": {"SimpleGrad": -0.13, "BBAM": 0.10}}]
     text = gradients.edge_verdict(run)
-    assert "positive for 0 of 2 objects: it does not follow" in text and "BBAM, BBAM (one per object)" in text
     assert (
-        "it follows the box's edges; the map most correlated with the edges over the box is SimpleGrad."
-        in (gradients.edge_verdict([{"box": {"SimpleGrad": 0.3, "BBAM": 0.1}}]))
+        "positive for 0 of 2 objects: it does not follow" in text
+        and "over the box: BBAM for 2 of 2 objects." in text
+    )
+    assert "it follows the box's edges; the map most correlated with the edges over the box: SimpleGrad" in (
+        gradients.edge_verdict([{"box": {"SimpleGrad": 0.3, "BBAM": 0.1}}])
     )
 
 

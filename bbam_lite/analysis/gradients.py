@@ -20,6 +20,7 @@ proposals that BBAM explains are imperfect, yet predict the object's box.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -374,7 +375,8 @@ def paper_comparison(res: dict[str, Any], iterations: int) -> str:
         f"Statistic 2: the {res['positives']} positive proposals have a mean IoU of "
         f"{res['proposal_prediction_iou']:.2f} with their predictions ("
         + ("higher than" if res["proposal_prediction_iou"] > PAPER_PROPOSAL_IOU else "at most")
-        + f" the paper's {PAPER_PROPOSAL_IOU}); all of them predict the object.",
+        + f" the paper's {PAPER_PROPOSAL_IOU}); all of them predict the object (by construction: "
+        "a positive's regressed box has IoU > 0.8 with the object's box).",
     ]
     by_iou = max(m, key=lambda k: m[k]["best_iou"])
     by_corr = max(m, key=lambda k: m[k]["correlation"])
@@ -467,12 +469,12 @@ def edge_verdict(corrs: list[dict[str, dict[str, float]]]) -> str:
         return "No object: nothing to correlate."
     n = len(corrs)
     pos = sum(c["box"]["SimpleGrad"] > 0 for c in corrs)
-    top = [max(c["box"], key=c["box"].__getitem__) for c in corrs]
+    top = Counter(max(c["box"], key=c["box"].__getitem__) for c in corrs)
     return (
         f"Here SimpleGrad's correlation with edge strength over the box is positive for {pos} of {n} "
         "objects: "
         + ("it follows the box's edges" if 2 * pos > n else "it does not follow the box's strongest edges")
-        + "; the map most correlated with the edges over the box is "
-        + ", ".join(top)
-        + (" (one per object)." if n > 1 else ".")
+        + "; the map most correlated with the edges over the box: "
+        + ", ".join(f"{m} for {k} of {n} objects" for m, k in top.most_common())
+        + "."
     )
