@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from bbam_lite.analysis import label_noise
+from bbam_lite.analysis import gradients, heads, label_noise, stride
 from bbam_lite.book import claims
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "book" / "chapters"
 #: chapters whose statements about their run are generated or checked (issue: the book says only
 #: what its own run shows); every chapter joins this list once converted
-CONVERTED: tuple[str, ...] = ("05-bbam-step-by-step", "08-label-noise")
+CONVERTED: tuple[str, ...] = (
+    "05-bbam-step-by-step",
+    "08-label-noise",
+    "07-head-complementarity",
+    "09-stride",
+    "10-gradient-methods",
+)
 
 
 def _outputs(nb: dict):
@@ -75,6 +81,201 @@ def test_noise_wording_follows_the_numbers() -> None:
         {"box": 0.6, "grabcut": 0.7, "bbam": 0.75},
     )
     assert "on contracted boxes only" in label_noise.paper_comparison(rows)
+
+
+def _heads_rows(box: float, cls: float, both: float, inst: tuple[float, float, float] | None = None) -> list:
+    inst = inst or (box, cls, both)
+    names = ("box head only", "cls head only", "both heads")
+    return [
+        {"setting": n, "miou": m, "mean_instance_iou": i, "objects": 14}
+        for n, m, i in zip(names, (box, cls, both), inst, strict=True)
+    ]
+
+
+def test_head_label_wording_follows_the_numbers() -> None:
+    # chapter 7's run of 2026-11-28: a single head beats both on mIoU and instance IoU
+    text = heads.label_verdict(_heads_rows(0.781, 0.786, 0.751, (0.630, 0.560, 0.597)))
+    assert (
+        "goes against the paper's Fig. 4" in text and "the class head alone beats both heads by 0.035" in text
+    )
+    assert "Why it can" in text and "With 14 objects" in text
+    agree = heads.label_verdict(_heads_rows(0.447, 0.46, 0.522))
+    assert "agrees with the paper's Fig. 4: both heads" in agree and "Why" not in agree
+    assert "on mIoU only" in heads.label_verdict(_heads_rows(0.5, 0.5, 0.6, (0.7, 0.5, 0.6)))
+
+
+def _pos(median: float, inside: float = 0.5) -> dict:
+    return {
+        "median_norm": median,
+        "reference_median_norm": 1.0,
+        "share_inside_mask": inside,
+        "reference_share_inside_mask": 0.52,
+        "share_of_box_high": 0.01,
+        "objects": 14,
+    }
+
+
+def test_head_position_wording_covers_each_outcome() -> None:
+    assert "As in the paper's Fig. 6b" in heads.position_verdict(_pos(0.98), _pos(0.6))
+    reverse = heads.position_verdict(_pos(0.89, 0.73), _pos(1.05, 0.49))  # the 2026-11-28 run
+    assert "the reverse of the paper's finding" in reverse and "flat-coloured" in reverse
+    assert "but the box head's are not nearer the contour" in heads.position_verdict(_pos(1.4), _pos(0.8))
+    assert "but the class head's lie beyond it" in heads.position_verdict(_pos(0.95), _pos(1.2))
+    assert "cannot be read" in heads.position_verdict(_pos(float("nan")), _pos(0.6))
+
+
+def _curves(box_only: tuple, cls_only: tuple, both: tuple) -> dict:
+    """(final box loss, final cls loss, final mean mask) per setting."""
+    return {
+        n: {"box": [1.0, b], "cls": [1.0, c], "mask_mean": [0.2, m]}
+        for n, (b, c, m) in (("box head only", box_only), ("cls head only", cls_only), ("both heads", both))
+    }
+
+
+def test_left_out_and_mask_size_wording() -> None:
+    run = _curves((0.0401, 0.0704, 0.039), (0.1655, 0.0160, 0.044), (0.0418, 0.0135, 0.075))
+    left = heads.left_out_losses(run)
+    assert heads.left_out_verdict(left).startswith("As in the paper's Fig. 6c")
+    assert "box head's loss is 4.1x larger" in heads.left_out_verdict(left)
+    text = heads.mask_size_verdict(run)
+    assert "at least the larger single-head mask (cls head only, 0.044): the tendency holds" in text
+    assert "climbs most under box head only, which is the setting with the smaller mask" in text
+    neither = _curves((0.04, 0.01, 0.06), (0.03, 0.016, 0.044), (0.04, 0.01, 0.05))
+    assert "neither head's loss grows" in heads.left_out_verdict(heads.left_out_losses(neither))
+    flat = _curves((0.04, 0.01, 0.04), (0.06, 0.016, 0.06), (0.04, 0.01, 0.05))
+    assert "for one head only" in heads.left_out_verdict(heads.left_out_losses(flat))
+    assert "does not hold" in heads.mask_size_verdict(flat) and "which is not" in heads.mask_size_verdict(
+        flat
+    )
+
+
+def test_head_threshold_wording() -> None:
+    s = {("a", True): {"median_norm": 0.89, "reference_median_norm": 1.0, "share_of_box_high": 0.01}}
+    s["b", True] = {"median_norm": 1.05, "reference_median_norm": 1.0, "share_of_box_high": 0.01}
+    low = {
+        "a": {"median_norm": 0.93, "share_of_box_high": 0.3},
+        "b": {"median_norm": 0.94, "share_of_box_high": 0.2},
+    }
+    text = heads.threshold_verdict(s, low)
+    assert (
+        "towards that of all box pixels for a, but not for b (it ends as far from it or farther)" in text
+        and "grows for every" in text
+    )
+
+
+def _summary(values: dict[str, tuple[float, float, float]], key: str = "iou_map") -> list:
+    return [
+        {"setting": st, "size": size, "objects": 5, key: v}
+        for st, vs in values.items()
+        for size, v in zip(stride.SIZE_NAMES, vs, strict=True)
+    ]
+
+
+def test_stride_wording_follows_the_numbers() -> None:
+    run = _summary(
+        {
+            "s = 24": (0.130, 0.023, 0.035),
+            "s = 48": (0.148, 0.065, 0.079),
+            "adaptive s(a)": (0.103, 0.072, 0.091),
+        }
+    )
+    text = stride.size_verdict(run)
+    assert "small: s = 24 0.130, s = 48 0.148, adaptive s(a) 0.103 (best s = 48)" in text
+    assert "one part holds (s = 24 below s(a) on large objects) and two parts do not (s = 48 below" in text
+    paper = _summary({"s = 24": (0.6, 0.6, 0.4), "s = 48": (0.4, 0.6, 0.6), "adaptive s(a)": (0.7, 0.7, 0.7)})
+    assert "All three parts of the paper's pattern hold" in stride.size_verdict(paper)
+    none = _summary({"s = 24": (0.6, 0.6, 0.8), "s = 48": (0.8, 0.6, 0.6), "adaptive s(a)": (0.5, 0.5, 0.5)})
+    assert "None of the paper's pattern holds" in stride.size_verdict(none)
+    q = [
+        {"setting": "s = 24", "miou": 0.748},
+        {"setting": "s = 48", "miou": 0.761},
+        {"setting": "adaptive s(a)", "miou": 0.751},
+    ]
+    assert "s = 48 gives the best labels, not s(a)" in stride.quality_verdict(q)
+    q[2]["miou"] = 0.8
+    assert "s(a), the paper's choice, gives the best labels" in stride.quality_verdict(q)
+
+
+def test_stride_paired_wording_and_sign_test() -> None:
+    assert stride.sign_test(5, 5) == pytest.approx(0.0625) and stride.sign_test(2, 4) == 1.0
+    rows = []
+    for i in range(12):
+        for st, v in (("adaptive s(a)", 0.7), ("s = 24", 0.6), ("s = 48", 0.7 + (0.01 if i % 2 else -0.01))):
+            rows.append({"image_id": i, "object": 0, "setting": st, "size": "small", "iou_label": v})
+    pairs = stride.paired_comparison(rows)
+    assert [(p["other"], p["wins"], p["n"]) for p in pairs] == [("s = 24", 12, 12), ("s = 48", 6, 12)]
+    text = stride.paired_verdict(pairs)
+    assert "small: s(a) beats s = 24 (12 of 12" in text and "the other 1 comparisons are not" in text
+    assert "No comparison is decided here" in stride.paired_verdict(stride.paired_comparison(rows[:15]))
+
+
+def _grad_res(best: dict[str, float], corr: dict[str, float], inside: float = 0.58) -> dict:
+    best, corr = {"SimpleGrad": 0.2, **best}, {"SimpleGrad": 0.3, **corr}
+    methods = {
+        m: {
+            "best_iou": best[m],
+            "correlation": corr[m],
+            "share_high_inside_proposal": inside,
+            "pixels_high": 98,
+            "share_top2_inside_proposal": 0.65,
+            "iou_by_threshold": [best[m] if t == 0.1 else 0.0 for t in (0.1, 0.5)],
+        }
+        for m in best
+    }
+    return {
+        "methods": methods,
+        "thresholds": [0.1, 0.5],
+        "positives": 312,
+        "proposal_prediction_iou": 0.67,
+        "objects": 14,
+        "fallbacks": 1,
+    }
+
+
+def test_gradient_wording_follows_the_numbers() -> None:
+    run = _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.544, "BBAM": 0.520})
+    text = gradients.paper_comparison(run, 150)
+    assert "fewer than the paper's 87%" in text and "higher than the paper's 0.56" in text
+    assert "goes against the paper's Fig. 7c, where BBAM localises best: here SmoothGrad does" in text
+    assert "its best threshold is 0.10" in text
+    assert "150 iterations" in text and "1 of 14 objects had no positive proposal" in text
+    split = _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.6})
+    assert "on one measure only: BBAM is best by correlation, SmoothGrad by IoU" in (
+        gradients.paper_comparison(split, 150)
+    )
+    neither = _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.2})
+    neither["methods"]["SimpleGrad"]["best_iou"] = 0.5
+    assert "here SimpleGrad is best by IoU and SmoothGrad by correlation." in (
+        gradients.paper_comparison(neither, 150)
+    )
+    win = gradients.paper_comparison(
+        _grad_res({"SmoothGrad": 0.3, "BBAM": 0.4}, {"SmoothGrad": 0.5, "BBAM": 0.6}, 0.9), 300
+    )
+    assert (
+        "as in the paper's Fig. 7c" in win
+        and "at least the paper's 87%" in win
+        and "below the paper" not in win
+    )
+    assert "Below 0.5: SimpleGrad, SmoothGrad, BBAM." in gradients.best_threshold_verdict(run)
+    ex = [
+        {"iou_proposal_prediction": 0.6, "share_top_inside": (9, 10)},
+        {"iou_proposal_prediction": 0.7, "share_top_inside": (5, 10)},
+    ]
+    assert "Not all are high" in gradients.proposal_verdict(ex)
+    assert "as in the paper's Fig. 8" in gradients.proposal_verdict(ex[:1])
+    assert "averaging helps; BBAM's correlation is 0.462, below" in gradients.average_verdict(
+        [0.499, 0.558, 0.589], 0.575, 0.462
+    )
+    assert "does not help" in gradients.average_verdict([0.6, 0.7], 0.5, 0.8)
+    run = [{"box": {"SimpleGrad": -0.16, "BBAM": 0.09}}, {"box": {"SimpleGrad": -0.13, "BBAM": 0.10}}]
+    text = gradients.edge_verdict(run)
+    assert (
+        "positive for 0 of 2 objects: it does not follow" in text
+        and "over the box: BBAM for 2 of 2 objects." in text
+    )
+    assert "it follows the box's edges; the map most correlated with the edges over the box: SimpleGrad" in (
+        gradients.edge_verdict([{"box": {"SimpleGrad": 0.3, "BBAM": 0.1}}])
+    )
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in CHAPTERS.glob("[0-9][0-9]-*.ipynb")))

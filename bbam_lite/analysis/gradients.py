@@ -20,6 +20,7 @@ proposals that BBAM explains are imperfect, yet predict the object's box.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -330,3 +331,150 @@ def proposal_example(
             }
         )
     return out
+
+
+# -- what this run shows, in words chosen by its numbers (the chapter's generated sentences) --
+
+#: the paper's two statistics (Sec. 4.2 / Fig. 8): share of gradient pixels above 0.9 inside the
+#: proposal on VOC val, and mean IoU of positive proposals with their predictions
+PAPER_INSIDE, PAPER_PROPOSAL_IOU = 0.87, 0.56
+
+
+def proposal_verdict(example: list[dict[str, Any]], high: float = 0.8) -> str:
+    """Fig. 8 in this run (:func:`proposal_example`): each proposal's IoU with its prediction and
+    the share of its map's top 2% pixels inside it; whether the shares are high (>= ``high``), as
+    the paper's gradients stay inside their proposals."""
+    if not example:
+        return "The object has no positive proposal: Fig. 8 cannot be drawn."
+    shares = [e["share_top_inside"][0] / max(e["share_top_inside"][1], 1) for e in example]
+    ious = ", ".join(f"{e['iou_proposal_prediction']:.2f}" for e in example)
+    text = (
+        f"Here the proposals' IoUs with their predictions are {ious}; the shares of the top 2% "
+        f"pixels inside each proposal are {', '.join(f'{s:.0%}' for s in shares)}. "
+    )
+    if min(shares) >= high:
+        return text + "All are high: the gradients stay inside their proposals, as in the paper's Fig. 8."
+    return text + (
+        f"Not all are high (below {high:.0%}), unlike the paper's Fig. 8: this detector's gradients "
+        "reach outside the proposal (on small images the backbone's receptive field covers much of "
+        "the image)."
+    )
+
+
+def paper_comparison(res: dict[str, Any], iterations: int) -> str:
+    """The two statistics and Fig. 7c in this run (:func:`gradient_study`), against the paper, with
+    the reasons the design offers where it goes against it. ``iterations``: BBAM's, this run."""
+    m = res["methods"]
+    sg = m["SimpleGrad"]
+    inside = sg["share_high_inside_proposal"]
+    parts = [
+        f"Statistic 1: {inside:.0%} of SimpleGrad's {sg['pixels_high']} pixels above 0.9 lie inside "
+        f"their proposal ({sg['share_top2_inside_proposal']:.0%} of its top 2%), "
+        + ("at least" if inside >= PAPER_INSIDE else "fewer than")
+        + f" the paper's {PAPER_INSIDE:.0%}.",
+        f"Statistic 2: the {res['positives']} positive proposals have a mean IoU of "
+        f"{res['proposal_prediction_iou']:.2f} with their predictions ("
+        + ("higher than" if res["proposal_prediction_iou"] > PAPER_PROPOSAL_IOU else "at most")
+        + f" the paper's {PAPER_PROPOSAL_IOU}); all of them predict the object (by construction: "
+        "a positive's regressed box has IoU > 0.8 with the object's box).",
+    ]
+    by_iou = max(m, key=lambda k: m[k]["best_iou"])
+    by_corr = max(m, key=lambda k: m[k]["correlation"])
+    listed = "; ".join(f"{k} {v['best_iou']:.3f} / {v['correlation']:.3f}" for k, v in m.items())
+    parts.append(f"Fig. 7c (best IoU over thresholds / correlation with the mask): {listed}.")
+    if by_iou == by_corr == "BBAM":
+        parts.append("BBAM localises best on both measures, as in the paper's Fig. 7c.")
+    else:
+        if "BBAM" in (by_iou, by_corr):
+            other = by_corr if by_iou == "BBAM" else by_iou
+            won, lost = ("IoU", "correlation") if by_iou == "BBAM" else ("correlation", "IoU")
+            head = (
+                f"This agrees with the paper's Fig. 7c on one measure only: BBAM is best by {won}, "
+                f"{other} by {lost}."
+            )
+        else:
+            best = (
+                f"{by_iou} does"
+                if by_iou == by_corr
+                else f"{by_iou} is best by IoU and {by_corr} by correlation"
+            )
+            head = f"This goes against the paper's Fig. 7c, where BBAM localises best: here {best}."
+        why = (
+            " Why it can: BBAM's map has one value per mask cell (chapter 9's strides), so it cannot "
+            "follow an outline that a per-pixel gradient follows, and this run optimises it for "
+            f"{iterations} iterations (the paper 300)"
+        )
+        t_best = best_thresholds(res).get("BBAM")
+        if t_best is not None and t_best < 0.5:
+            why += (
+                "; the authors' code starts the mask from the positives' boxes, and its values settle "
+                f"low: its best threshold is {t_best:.2f} (exercise 10.3)"
+            )
+        parts.append(head + why + ".")
+    if res.get("fallbacks"):
+        parts.append(
+            f"{res['fallbacks']} of {res['objects']} objects had no positive proposal (the box "
+            "itself was used)."
+        )
+    if inside < PAPER_INSIDE:
+        parts.append(
+            "Statistic 1 is below the paper's: on small images the backbone's receptive field covers "
+            "much of the image, so gradients reach outside the proposal."
+        )
+    return " ".join(parts)
+
+
+def average_verdict(singles: list[float], average: float, bbam: float) -> str:
+    """Exercise 10.1's answer in this run: does the average of the proposals' SimpleGrad maps
+    correlate better with the mask than the median single map, and than BBAM?"""
+    if not singles:
+        return "No proposal: nothing to average."
+    med = float(np.median(singles))
+    return (
+        f"Here the average correlates {average:.3f} with the mask against {med:.3f} for the median "
+        "single map: averaging "
+        + ("helps" if average > med else "does not help")
+        + f"; BBAM's correlation is {bbam:.3f}, "
+        + ("below" if bbam < average else "at least")
+        + " the average's."
+    )
+
+
+def best_thresholds(res: dict[str, Any]) -> dict[str, float]:
+    """Each method's threshold of best IoU with the mask (:func:`gradient_study`'s curves)."""
+    ts, best = res["thresholds"], {}
+    for name, s in res["methods"].items():
+        curve = s["iou_by_threshold"]
+        if curve:
+            best[name] = ts[max(range(len(curve)), key=curve.__getitem__)]
+    return best
+
+
+def best_threshold_verdict(res: dict[str, Any]) -> str:
+    """Exercise 10.3's answer in this run: each method's best threshold, and which methods peak
+    below 0.5 (their maps' values mostly low)."""
+    best = best_thresholds(res)
+    low = [n for n, t in best.items() if t < 0.5]
+    rest = [n for n in best if n not in low]
+    text = "Best thresholds here: " + ", ".join(f"{n} {t:.2f}" for n, t in best.items()) + ". "
+    text += f"Below 0.5: {', '.join(low) or 'none'}"
+    return text + (f"; at or above it: {', '.join(rest)}." if rest else ".")
+
+
+def edge_verdict(corrs: list[dict[str, dict[str, float]]]) -> str:
+    """Exercise 10.2's answer in this run: ``corrs`` holds, per object, each map's correlation with
+    the image's edge strength over the ``"box"`` and over the ``"object"``. Does SimpleGrad follow
+    the edges, and which map follows them most?"""
+    if not corrs:
+        return "No object: nothing to correlate."
+    n = len(corrs)
+    pos = sum(c["box"]["SimpleGrad"] > 0 for c in corrs)
+    top = Counter(max(c["box"], key=c["box"].__getitem__) for c in corrs)
+    return (
+        f"Here SimpleGrad's correlation with edge strength over the box is positive for {pos} of {n} "
+        "objects: "
+        + ("it follows the box's edges" if 2 * pos > n else "it does not follow the box's strongest edges")
+        + "; the map most correlated with the edges over the box: "
+        + ", ".join(f"{m} for {k} of {n} objects" for m, k in top.most_common())
+        + "."
+    )
