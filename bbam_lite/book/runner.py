@@ -311,9 +311,7 @@ class BookRun:
             head = f"[{i:>2}/{n}] {nb.stem:<28}"
             if not force and self.is_finished(nb):
                 outcome = Outcome(nb.stem, "skipped", 0.0, "finished earlier with the same parameters")
-                self.log(
-                    f"{head} skipped ({outcome.message}; --force reruns it, --out DIR writes elsewhere)"
-                )
+                self.log(f"{head} skipped ({outcome.message}; --force reruns it, --out DIR writes elsewhere)")
             else:
                 outcome = self.execute(nb, list(executed) if cold else None)
                 executed.append(nb.stem)
