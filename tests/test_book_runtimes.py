@@ -35,7 +35,7 @@ def _record(out: Path) -> dict:
 
 def test_a_cold_run_is_recorded_and_a_cached_rerun_keeps_it(tmp_path):
     out, run_dir = tmp_path / "chapters", tmp_path / "run"
-    assert "recorded as cold" in _run(out, run_dir).stdout
+    assert "; cold: the run folder was empty" in _run(out, run_dir).stdout
     first = _record(out)
     cold = first["cold"]
     assert cold["seconds"] == first["seconds"] and cold["finished"] == first["finished"]
@@ -43,7 +43,7 @@ def test_a_cold_run_is_recorded_and_a_cached_rerun_keeps_it(tmp_path):
     assert {"hardware", "threads", "commit", "cpu_seconds"} <= set(cold)
 
     done = _run(out, run_dir, "--force")  # the run folder kept: the dataset is reused
-    assert "recorded as cold" not in done.stdout
+    assert "cold" not in done.stdout
     second = _record(out)
     assert second["cold"] == cold  # the cold figure stays
     assert second["finished"] >= first["finished"] and second["cache_hits"] >= 1

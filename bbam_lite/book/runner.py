@@ -303,9 +303,7 @@ class BookRun:
         outcomes = []
         t0 = time.perf_counter()
         run_dir = self.cwd / self.common["run_dir"]
-        cold = run_folder_empty(run_dir)
-        if cold:
-            self.log(f"{run_dir} is empty: the run times of this batch are recorded as cold")
+        cold = run_folder_empty(run_dir)  # then every run of this batch is recorded as cold
         executed: list[str] = []
         for i, nb in enumerate(self.notebooks, 1):
             head = f"[{i:>2}/{n}] {nb.stem:<28}"
@@ -317,7 +315,8 @@ class BookRun:
                 executed.append(nb.stem)
                 if outcome.status == "done":
                     self.log(
-                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s)"
+                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s"
+                        + ("; cold: the run folder was empty at the start)" if cold else ")")
                     )
                 else:
                     where = self.state / f"{nb.stem}.failed.ipynb"
