@@ -43,7 +43,7 @@ def test_a_cold_run_is_recorded_and_a_cached_rerun_keeps_it(tmp_path):
     assert {"hardware", "threads", "commit", "cpu_seconds"} <= set(cold)
 
     done = _run(out, run_dir, "--force")  # the run folder kept: the dataset is reused
-    assert "cold" not in done.stdout
+    assert "; cold:" not in done.stdout
     second = _record(out)
     assert second["cold"] == cold  # the cold figure stays
     assert second["finished"] >= first["finished"] and second["cache_hits"] >= 1
