@@ -29,6 +29,7 @@ import torch
 from bbam_lite.data import BoxDataset, load_dataset, reader_names
 from bbam_lite.utils.io import atomic_write_json, file_digest
 from bbam_lite.utils.profiles import profile_name
+from bbam_lite.utils.run_folder import note_cache
 
 
 class ParameterError(ValueError):
@@ -157,6 +158,9 @@ class Workspace:
 
         s = self.synth_settings()
         root = self.run_dir / "data" / f"synthetic-{settings_key(asdict(s))}"
+        if ("noted", root) not in self._cache:  # one lookup per workspace, not one per call
+            self._cache[("noted", root)] = True
+            note_cache("data", root, (root / "dataset.json").exists())
         return ensure_synthetic(root, s, progress=False)
 
     def data(self, split: str = "train") -> BoxDataset:
@@ -199,6 +203,9 @@ class Workspace:
         run = (
             self.run_dir / "detector" / settings_key({"config": asdict(cfg), "data": info, "seed": self.seed})
         )
+        if ("noted", run) not in self._cache:
+            self._cache[("noted", run)] = True
+            note_cache("detector", run, (run / "detector.pt").exists())
         if not (run / "detector.pt").exists():
             train_detector(self.data("train"), self.data("val"), run, cfg, self.device, self.seed, info)
         return run / "detector.pt"
@@ -277,6 +284,7 @@ class Workspace:
                 settings = replace(settings, maps_from=str(base_dir))
         out = self.labels_dir(settings, split, limit)
         quality = out / "quality.json"
+        note_cache("labels", out, quality.exists())
         if quality.exists():
             return out, json.loads(quality.read_text())
         ds, ref = self.data(split), self.detector_ref  # the detector: loaded only if the labels need it
@@ -301,6 +309,7 @@ class Workspace:
         if uses_detector:
             full["detector"] = self.detector_digest()
         path = self.run_dir / "results" / f"{name}-{settings_key(full)}.json"
+        note_cache("result", path, path.exists())
         if path.exists():
             return json.loads(path.read_text())["result"]
         result = compute()

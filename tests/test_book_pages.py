@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nbformat
-import pytest
 
-from bbam_lite.book.pages import reader_view, run_box, run_commands, statistics_page
+from bbam_lite.book.pages import (
+    CHAPTER_LIST_MARKER,
+    chapter_list,
+    reader_view,
+    run_commands,
+    statistics_page,
+)
 
 
 def _chapter(path, injected: bool = True) -> nbformat.NotebookNode:
@@ -50,6 +54,7 @@ def test_reader_view_shows_the_injected_parameters_once_and_adds_the_box(tmp_pat
     box = nb.cells[1]
     assert box.cell_type == "markdown" and "Run this chapter" in box.source
     assert "--only 07" in box.source and "1.5 min" in box.source and "0123456789ab" in box.source
+    assert "(cold): not measured" in box.source  # a record written before cold runs were recorded
 
 
 def test_a_notebook_without_injected_parameters_keeps_its_own(tmp_path):
@@ -61,55 +66,52 @@ def test_a_notebook_without_injected_parameters_keeps_its_own(tmp_path):
 
 def test_run_commands_name_the_chapter_and_fit_the_code_column():
     text = run_commands("11-sensitivity")
-    assert ".venv/bin/bbam-lite book run --profile lite --only 11 --force" in text
-    assert "-p device cuda" in text and "make setup" in text
-    assert "-p dataset voc" in text and "dataset coco" in text
+    assert ".venv/bin/bbam-lite book run --profile lite --only 11 --out my-book" in text
+    assert "-p device cuda" in text and "-p dataset voc" in text and "dataset coco" in text
+    assert "make setup" in text and "--force" in text and "book build --chapters my-book" in text
     assert max(len(line) for line in text.splitlines()) <= 88
+
+
+def test_run_box_shows_the_cold_run_beside_the_page_run(tmp_path):
+    nb = _chapter(tmp_path / "05-a.ipynb")
+    cold = {"seconds": 360.0, "hardware": "Laptop, 2 threads", "threads": 2}
+    cold |= {"finished": "2026-12-01T09:00:00+00:00", "commit": "fedcba987654", "cache_hits": 0}
+    reader_view(nb, "05-a", _marker(tmp_path, "05-a", seconds=66.0, cache_hits=4, cold=cold))
+    box = nb.cells[1].source
+    assert "1.1 min, reusing 4 cached artefacts" in box
+    assert "(cold): 6.0 min on Laptop, 2 threads, 2026-12-01, commit `fedcba987654`" in box
 
 
 def test_statistics_page_lists_every_chapter_from_its_marker(tmp_path):
     _chapter(tmp_path / "01-a.ipynb")
     _chapter(tmp_path / "02-b.ipynb")
+    _chapter(tmp_path / "03-c.ipynb")
     _marker(tmp_path, "01-a", seconds=600.0, device="cuda", hardware="NVIDIA H200")
+    cold = {"seconds": 1800.0, "hardware": "Laptop, 2 threads", "finished": "2026-12-01T09:00:00+00:00"}
+    _marker(tmp_path, "03-c", seconds=30.0, cache_hits=7, cold={**cold, "commit": "fedcba9876543210"})
     page = statistics_page(tmp_path)
     row = next(line for line in page.splitlines() if "chapters/01-a" in line)
-    assert "| lite | cuda | NVIDIA H200 | 10.0 | not measured | 2026-11-28 | `0123456789ab` |" in row
+    assert "| lite | cuda | NVIDIA H200 | 10.0 |  |  | not measured | 2026-11-28 | `0123456789ab` |" in row
+    row = next(line for line in page.splitlines() if "chapters/03-c" in line)
+    assert "| 0.5 | 7 | 30.0 | Laptop, 2 threads, 2026-12-01, commit `fedcba987654` |" in row
     assert "chapters/02-b" in page and "no record" in page and "No run record for: 02-b" in page
-    assert "Total: 10.0 minutes over 1 recorded chapters" in page
-    assert (
-        "Cold total: 0.0 minutes over the 0 chapters with a cold run; not measured for chapters 01." in page
-    )
-    # a cold run kept beside a cached rerun: both shown, the cold total sums the cold runs
-    cold = {"seconds": 1200.0, "hardware": "AMD EPYC, 1 threads", "finished": "2026-12-04T04:00:00+00:00"}
-    _marker(tmp_path, "02-b", seconds=30.0, cold=cold)
-    page = statistics_page(tmp_path)
-    row = next(line for line in page.splitlines() if "chapters/02-b" in line)
-    assert "| 0.5 | 20.0 |" in row
-    assert (
-        "Cold total: 20.0 minutes over the 1 chapters with a cold run; not measured for chapters 01." in page
-    )
-    assert "from an empty run folder: 20.0 min on AMD EPYC" in run_box(
-        "02-b", json.loads((tmp_path / ".book-run" / "02-b.json").read_text())
-    )
+    assert "Total: 10.5 minutes over 2 recorded chapters" in page
+    assert "Cold total: 30.0 minutes over 1 chapters with a cold run; not measured: 01-a." in page
 
 
-@pytest.mark.slow
-def test_the_run_box_works_as_written_in_a_fresh_clone(tmp_path):
-    """The box's CPU command, pasted into a fresh clone after ``make setup`` (here: the venv that runs
-    the tests as ``.venv``), runs the chapter and writes its outputs (at the smoke profile)."""
-    import shlex
-    import subprocess
-    import sys
+def test_chapter_list_is_made_from_the_chapters_and_their_records(tmp_path):
+    assert "No chapter has been executed yet" in chapter_list(tmp_path)
+    _chapter(tmp_path / "07-a.ipynb")
+    _chapter(tmp_path / "08-b.ipynb")
+    _marker(tmp_path, "07-a")
+    _marker(tmp_path, "08-b", finished="2026-12-02T10:00:00+00:00")
+    text = chapter_list(tmp_path)
+    assert "- [7. A chapter](chapters/07-a.ipynb)\n- [7. A chapter](chapters/08-b.ipynb)\n" in text
+    assert "The 2 executed chapters here were run between 2026-11-28 and 2026-12-02 (profile `lite`)" in text
 
-    root = Path(__file__).resolve().parents[1]
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "--depth", "1", root.as_uri(), str(clone)], check=True)
-    (clone / ".venv").symlink_to(Path(sys.prefix))
-    box = run_box("01-why-boxes", None)
-    (line,) = [ln for ln in box.splitlines() if ln.startswith(".venv/bin/bbam-lite book run --profile lite")]
-    argv = shlex.split(line.replace("--profile lite", "--profile smoke"))
-    run = subprocess.run(argv, cwd=clone, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 done, 0 skipped" in run.stdout, run.stdout
-    record = json.loads((clone / "book/chapters/.book-run/01-why-boxes.json").read_text())
-    assert record["parameters"]["profile"] == "smoke"
+
+def test_the_index_page_carries_the_marker_of_its_generated_chapter_list():
+    from book_helpers import REPO
+
+    intro = (REPO / "book" / "intro.md").read_text(encoding="utf-8")
+    assert CHAPTER_LIST_MARKER in intro and "run on 20" not in intro

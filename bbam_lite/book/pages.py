@@ -47,23 +47,53 @@ def _title(nb: nbformat.NotebookNode, stem: str) -> str:
     return stem
 
 
+#: Where the run box's commands write: the student's own copy, beside the committed book.
+MY_CHAPTERS = "my-book"
+
+#: The command as a fresh clone reaches it after ``make setup`` (which makes ``.venv``).
+COMMAND = ".venv/bin/bbam-lite"
+
+
 def run_commands(stem: str) -> str:
-    """The commands that execute chapter ``stem`` at the lite profile on a CPU and at the full
-    profile on a GPU with VOC or COCO, as a shell block (lines within 80 characters) that works as
-    written in a fresh clone after ``make setup`` (the command from the repository's venv;
-    ``--force``: the committed records mark every chapter finished)."""
+    """The commands that execute chapter ``stem`` in a fresh clone after ``make setup``, at the
+    lite profile on a CPU and at the full profile on a GPU with VOC or COCO, into the reader's own
+    folder (the committed copy stays), and render it; a shell block (lines within 80 characters)."""
     nn = stem[:2]
     voc, coco = GPU_DATA["voc"], GPU_DATA["coco"]
     return (
-        "# in the repository, after `make setup` (which makes .venv/); --force runs the\n"
-        "# chapter although the committed records mark it finished\n"
-        "# laptop CPU, the embedded synthetic data (lite profile)\n"
-        f".venv/bin/bbam-lite book run --profile lite --only {nn} --force\n"
+        "# in the clone, after `make setup` (it makes .venv; or `source .venv/bin/activate`\n"
+        "# and drop the .venv/bin/). Laptop CPU, synthetic data (lite profile):\n"
+        f"{COMMAND} book run --profile lite --only {nn} --out {MY_CHAPTERS}\n"
         "# GPU machine, PASCAL VOC (COCO: -p dataset coco -p data_root " + coco + ")\n"
-        f".venv/bin/bbam-lite book run --profile full --only {nn} --force \\\n"
+        f"{COMMAND} book run --profile full --only {nn} --out {MY_CHAPTERS}-voc \\\n"
         f"    -p device cuda -p dataset voc -p data_root {voc}\n"
-        ".venv/bin/bbam-lite book build   # then open book/_build/html/index.html"
+        "# your run as a page: my-book/_build/html/index.html\n"
+        f"{COMMAND} book build --chapters {MY_CHAPTERS} --out {MY_CHAPTERS}/_build\n"
+        f"# to remake the committed page itself: --force instead of --out {MY_CHAPTERS}"
     )
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{float(seconds) / 60:.1f}"
+
+
+def cold_run(marker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record's cold run (from an empty run folder), None where it has none."""
+    cold = (marker or {}).get("cold")
+    return cold if isinstance(cold, dict) and "seconds" in cold else None
+
+
+def _cold_where(cold: dict[str, Any]) -> str:
+    return (
+        f"{cold.get('hardware', '?')}, {str(cold.get('finished', ''))[:10]}, "
+        f"commit `{str(cold.get('commit', 'unknown'))[:12]}`"
+    )
+
+
+def cold_text(marker: dict[str, Any] | None) -> str:
+    """The chapter's cold run in words, or "not measured"."""
+    cold = cold_run(marker)
+    return "not measured" if cold is None else f"{_minutes(cold['seconds'])} min on {_cold_where(cold)}"
 
 
 def _when(marker: dict[str, Any] | None) -> str:
@@ -71,26 +101,15 @@ def _when(marker: dict[str, Any] | None) -> str:
         return "This page has no run record (it was not executed by `bbam-lite book run`)."
     p = marker.get("parameters", {})
     device = marker.get("device", "cpu")
-    minutes = marker.get("seconds", 0) / 60
     date = str(marker.get("finished", ""))[:10]
     commit = str(marker.get("commit", "unknown"))[:12]
+    hits = marker.get("cache_hits")
+    reused = "" if hits is None else f", reusing {hits} cached artefacts of the run folder"
     return (
         f"This page: profile `{p.get('profile', '?')}` on {marker.get('hardware', '?')} "
-        f"(device `{device}`), {minutes:.1f} min, {date}, commit `{commit}`; {_cold(marker)}; "
-        f"every chapter in [Execution statistics](../{STATISTICS_PAGE}.md)."
-    )
-
-
-def _cold(marker: dict[str, Any]) -> str:
-    """The chapter's cold run in words (from an empty run folder), or that it was not measured."""
-    cold = marker.get("cold")
-    if not cold:
-        return "its time from an empty run folder was not measured (this page's run reused cached work)"
-    after = cold.get("after") or []
-    made = f", after chapters {', '.join(a[:2] for a in after)} of the same run" if after else ""
-    return (
-        f"from an empty run folder{made}: {cold['seconds'] / 60:.1f} min on {cold.get('hardware', '?')}, "
-        f"{str(cold.get('finished', ''))[:10]}"
+        f"(device `{device}`), {_minutes(marker.get('seconds', 0))} min{reused}, {date}, "
+        f"commit `{commit}`. From an empty run folder (cold): {cold_text(marker)}. "
+        f"Every chapter in [Execution statistics](../{STATISTICS_PAGE}.md)."
     )
 
 
@@ -125,26 +144,28 @@ def reader_view(nb: nbformat.NotebookNode, stem: str, marker: dict[str, Any] | N
 
 
 def statistics_page(chapters_dir: Path) -> str:
-    """The "Execution statistics" page: per executed chapter its profile, device, hardware, minutes,
-    date and commit, from the run markers (QuantEcon's pattern), and the total."""
+    """The "Execution statistics" page: per executed chapter its profile, device, hardware, the
+    minutes of the run that made the page and of its last cold run, date and commit, from the run
+    markers (QuantEcon's pattern), and both totals."""
     markers = read_markers(chapters_dir)
     lines = [
         "# Execution statistics",
         "",
         "Every chapter of this book is a notebook executed by `bbam-lite book run`, which records how",
         "each run went in `book/chapters/.book-run/NN-slug.json`. This page is generated from those",
-        "records when the book is built. Two times per chapter, wall-clock minutes of the whole notebook:",
-        "the run that made this page (it may have reused labels and results cached in the run folder,",
-        "and then took a fraction of its first run's time), and its cold run, the last one of a batch",
-        "that started from an empty run folder (everything computed, shared artefacts by the chapter",
-        "that first needed them). A cached rerun never replaces the cold time.",
+        "records when the book is built. *This page* is the wall-clock time of the run that made the",
+        "page, which may have reused artefacts cached in the run folder (*reused*: how many).",
+        "*Cold* is the chapter's last run in a `book run` batch that started from an empty run",
+        "folder, so that it computed all it used itself or after the chapters before it in that",
+        "batch; a cached rerun never replaces it. Records written before cold runs were recorded say",
+        "*not measured*.",
         "",
-        "| chapter | profile | device | hardware | minutes (this page) | minutes (cold) | date | commit |",
-        "| --- | --- | --- | --- | ---: | ---: | --- | --- |",
+        "| chapter | profile | device | hardware | this page (min) | reused | cold (min) "
+        "| cold run | date | commit |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |",
     ]
     total = cold_total = 0.0
-    no_cold = []
-    missing = []
+    missing, unmeasured = [], []
     for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
         if not NOTEBOOK_NAME.match(nb.name):
             continue
@@ -153,32 +174,66 @@ def statistics_page(chapters_dir: Path) -> str:
         link = f"[{title}](chapters/{nb.stem}.ipynb)"
         if marker is None:
             missing.append(nb.stem)
-            lines.append(f"| {link} | no record | | | | | | |")
+            lines.append(f"| {link} | no record |" + " |" * 8)
             continue
-        minutes = marker.get("seconds", 0) / 60
-        total += minutes
-        cold = marker.get("cold")
+        total += marker.get("seconds", 0) / 60
+        cold = cold_run(marker)
         if cold:
             cold_total += cold["seconds"] / 60
+            cold_cells = [_minutes(cold["seconds"]), _cold_where(cold)]
         else:
-            no_cold.append(nb.stem[:2])
+            unmeasured.append(nb.stem)
+            cold_cells = ["", "not measured"]
+        hits = marker.get("cache_hits")
         cells = [
             link,
             str(marker.get("parameters", {}).get("profile", "?")),
             str(marker.get("device", "cpu")),
             str(marker.get("hardware", "?")),
-            f"{minutes:.1f}",
-            f"{cold['seconds'] / 60:.1f}" if cold else "not measured",
+            _minutes(marker.get("seconds", 0)),
+            "" if hits is None else str(hits),
+            *cold_cells,
             str(marker.get("finished", ""))[:10],
             f"`{str(marker.get('commit', 'unknown'))[:12]}`",
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    lines += ["", f"Total: {total:.1f} minutes over {len(markers)} recorded chapters (this page's runs)."]
-    measured = len(markers) - len(no_cold)
-    lines.append(
-        f"Cold total: {cold_total:.1f} minutes over the {measured} chapters with a cold run"
-        + (f"; not measured for chapters {', '.join(no_cold)}." if no_cold else ".")
-    )
+    measured = len(markers) - len(unmeasured)
+    lines += [
+        "",
+        f"Total: {total:.1f} minutes over {len(markers)} recorded chapters (the runs that made the pages).",
+        "",
+        f"Cold total: {cold_total:.1f} minutes over {measured} chapters with a cold run"
+        + (f"; not measured: {', '.join(unmeasured)}." if unmeasured else "."),
+    ]
     if missing:
-        lines.append(f"No run record for: {', '.join(missing)}.")
+        lines += ["", f"No run record for: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
+
+
+#: The line of ``book/intro.md`` that the build replaces with the generated chapter list.
+CHAPTER_LIST_MARKER = "<!-- chapter list: generated by bbam-lite book build -->"
+
+
+def chapter_list(chapters_dir: Path) -> str:
+    """The index page's list of chapters (titles from the executed notebooks, linked) and the dates
+    and profiles of their runs (from the records), as markdown."""
+    markers = read_markers(chapters_dir)
+    lines = []
+    for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
+        if NOTEBOOK_NAME.match(nb.name):
+            title = _title(nbformat.read(nb, as_version=4), nb.stem)
+            lines.append(f"- [{title}](chapters/{nb.stem}.ipynb)")
+    if not lines:
+        return "No chapter has been executed yet (`bbam-lite book run --profile lite`).\n"
+    dates = sorted(str(m.get("finished", ""))[:10] for m in markers.values() if m.get("finished"))
+    profiles = sorted({str(m.get("parameters", {}).get("profile", "?")) for m in markers.values()})
+    if dates:
+        span = f"on {dates[0]}" if dates[0] == dates[-1] else f"between {dates[0]} and {dates[-1]}"
+        when = (
+            f"The {len(markers)} executed chapters here were run {span} (profile "
+            f"{', '.join(f'`{p}`' for p in profiles)}); each chapter's run box and "
+            f"[Execution statistics]({STATISTICS_PAGE}.md) say when, where and how long."
+        )
+    else:
+        when = "No chapter here has a run record."
+    return "\n".join(lines) + "\n\n" + when + "\n"

@@ -8,10 +8,11 @@ default, where ``bbam-lite book run`` writes them). The build
 1. stages the pages, the chapters and ``docs/`` (pages include design notes from it) in
    ``OUT/stage``, with a table of contents reduced to the chapters present (missing chapters are
    reported, not fatal, so the book builds while chapters are being written); each chapter gets
-   the reader's view of its parameters and a "Run this chapter" box, and the "Execution
-   statistics" page is generated from the run markers (:mod:`bbam_lite.book.pages`); formulas in
-   a chapter's headings become plain text (:func:`plain_headings`), since a page's title, the
-   search results and the tables of contents show a heading's text where MathJax does not run;
+   the reader's view of its parameters and a "Run this chapter" box, the "Execution
+   statistics" page is generated from the run markers, and the index's chapter list and run
+   dates replace its marker line (:mod:`bbam_lite.book.pages`); formulas in a chapter's headings
+   become plain text (:func:`plain_headings`), since a page's title, the search results and the
+   tables of contents show a heading's text where MathJax does not run;
 2. runs ``jupyter-book build`` with warnings as errors (``-W -n --keep-going``), execution off;
 3. moves the HTML to ``OUT/html`` and refuses the result if any page would fetch a resource from
    another host (scripts, stylesheets, images, fonts, frames).
@@ -31,7 +32,14 @@ from typing import Any
 import nbformat
 import yaml
 
-from bbam_lite.book.pages import STATISTICS_PAGE, read_markers, reader_view, statistics_page
+from bbam_lite.book.pages import (
+    CHAPTER_LIST_MARKER,
+    STATISTICS_PAGE,
+    chapter_list,
+    read_markers,
+    reader_view,
+    statistics_page,
+)
 from bbam_lite.book.runner import NOTEBOOK_NAME
 
 PAGE_SUFFIXES = (".md", ".ipynb")
@@ -171,6 +179,10 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
                     )
                 nbformat.write(notebook, stage / "chapters" / nb.name)
         (stage / f"{STATISTICS_PAGE}.md").write_text(statistics_page(chapters_dir), encoding="utf-8")
+    for page in stage.glob("*.md"):  # the index's chapter list and run dates, from the chapters
+        text = page.read_text(encoding="utf-8")
+        if CHAPTER_LIST_MARKER in text:
+            page.write_text(text.replace(CHAPTER_LIST_MARKER, chapter_list(chapters_dir)), encoding="utf-8")
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8"))
     missing: list[str] = []
     reduced = filter_toc(toc, stage, missing)

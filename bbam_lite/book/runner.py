@@ -12,6 +12,15 @@ with the working directory of the command, and its executed copy is written to `
 * a rerun skips a notebook whose record matches (same source, parameters and kernel, output
   present and unchanged) and executes the rest.
 
+Run times. The record's ``seconds`` are those of the run that made the page, which may have reused
+the run folder's artefacts (``cache_hits`` counts them). A run is *cold* when the run folder was
+empty or absent when its batch started: everything it reused was made in the same batch, by itself
+or by the chapters executed before it (``after``). The record keeps the last cold run in ``cold``
+(seconds, CPU seconds, hardware, threads, date, commit, cache hits, after); a run that is not cold
+carries the previous record's ``cold`` over when the parameters other than ``run_dir`` are the
+same, so a cached rerun never overwrites the cold figure. Records without ``cold`` (written before
+it existed) read as "not measured".
+
 A notebook that fails is reported with the cell that failed; its executed copy is kept as
 ``OUT/.book-run/NN-slug.failed.ipynb`` and the other notebooks still run.
 """
@@ -126,6 +135,21 @@ def declared_parameters(notebook: Path) -> dict[str, str]:
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(notebook)).items()}
 
 
+def run_folder_empty(folder: Path) -> bool:
+    """Whether ``folder`` is absent or holds nothing: a batch that starts so is cold."""
+    folder = Path(folder)
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+def same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records ran a notebook with the same parameters, the run folder aside."""
+
+    def strip(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "run_dir"}
+
+    return strip(a.get("parameters", {})) == strip(b.get("parameters", {}))
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -168,27 +192,6 @@ class BookRun:
         check_declared(parameters, self.declared)
         self.common = check_common(parameters)
         self.given = parameters
-        self.cold = False  # whether this batch started from an empty run folder (set by run())
-        self.ran: list[str] = []  # the chapters this batch executed so far
-
-    def run_folder_empty(self) -> bool:
-        """Whether the run folder holds no file yet (a cold start: every artefact is computed)."""
-        folder = self.cwd / self.common["run_dir"]
-        return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
-
-    def cold_record(self, notebook: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-        """The chapter's cold run: this one when the batch started from an empty run folder (its
-        time then includes every artefact it needs that no earlier chapter of the batch made:
-        ``after`` names those chapters), else the one the chapter's marker kept."""
-        if self.cold:
-            keep = ("seconds", "cpu_seconds", "finished", "hardware", "device", "commit")
-            return {**{k: run[k] for k in keep}, "after": list(self.ran)}
-        try:
-            old = json.loads((self.state / f"{notebook.stem}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        same = old.get("parameters") == self.parameters_for(notebook)
-        return old.get("cold") if same else None
 
     def parameters_for(self, notebook: Path) -> dict[str, Any]:
         """``profile`` and ``run_dir`` always; other given parameters where the notebook declares them."""
@@ -220,15 +223,30 @@ class BookRun:
             output
         )
 
-    def execute(self, notebook: Path) -> Outcome:
-        import papermill
+    def previous_record(self, notebook: Path) -> dict[str, Any]:
+        """The notebook's record before this run ({} if absent or unreadable)."""
+        try:
+            saved = json.loads((self.state / f"{notebook.stem}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return saved if isinstance(saved, dict) else {}
 
-        from bbam_lite.utils.run_folder import git_commit, hardware
+    def execute(self, notebook: Path, cold_after: list[str] | None = None) -> Outcome:
+        """Run one notebook; ``cold_after`` (not None in a batch that started from an empty run
+        folder) lists the chapters executed before it in that batch, and makes the run cold."""
+        import papermill
+        import torch
+
+        from bbam_lite.utils.run_folder import CACHE_LOG_ENV, cache_hits, git_commit, hardware
 
         self.state.mkdir(parents=True, exist_ok=True)
         partial = self.state / f"{notebook.stem}.partial.ipynb"
         failed = self.state / f"{notebook.stem}.failed.ipynb"
+        cache_log = self.state / f"{notebook.stem}.cache.log"
+        cache_log.unlink(missing_ok=True)
         output = self.out_dir / notebook.name
+        before = os.environ.get(CACHE_LOG_ENV)
+        os.environ[CACHE_LOG_ENV] = str(cache_log.resolve())  # the kernel inherits it
         t0, cpu0 = time.perf_counter(), _children_cpu()
         try:
             papermill.execute_notebook(
@@ -249,44 +267,56 @@ class BookRun:
                 os.replace(partial, failed)
             seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
             return Outcome(notebook.stem, "failed", seconds, _failure_message(exc), cpu)
+        finally:
+            if before is None:
+                os.environ.pop(CACHE_LOG_ENV, None)
+            else:
+                os.environ[CACHE_LOG_ENV] = before
         seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
+        hits = cache_hits(cache_log)
+        cache_log.unlink(missing_ok=True)
         os.replace(partial, output)
         failed.unlink(missing_ok=True)
-        run = {
+        this = {
             "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "hardware": hardware(),
-            "device": self.common["device"],
+            "threads": torch.get_num_threads(),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(self.cwd, ("bbam_lite", "notebooks")),
+            "cache_hits": hits,
         }
         record = {**self.record(notebook), "output": notebook.name, "output_sha256": file_sha256(output)}
-        cold = self.cold_record(notebook, run)
-        atomic_write_json(
-            self.state / f"{notebook.stem}.json",
-            {**record, **run, **({"cold": cold} if cold else {})},
-            indent=1,
-        )
-        self.ran.append(notebook.stem)
+        record.update(this, device=self.common["device"])
+        previous = self.previous_record(notebook)
+        if cold_after is not None:
+            record["cold"] = {**this, "after": list(cold_after)}
+        elif isinstance(previous.get("cold"), dict) and same_settings(previous, record):
+            record["cold"] = previous["cold"]
+        atomic_write_json(self.state / f"{notebook.stem}.json", record, indent=1)
         return Outcome(notebook.stem, "done", seconds, cpu_seconds=cpu)
 
     def run(self, force: bool = False) -> list[Outcome]:
         """Execute every notebook in order (skipping finished ones unless ``force``)."""
         logging.getLogger("papermill").setLevel(logging.WARNING)
-        self.cold, self.ran = self.run_folder_empty(), []
         n = len(self.notebooks)
         outcomes = []
         t0 = time.perf_counter()
+        run_dir = self.cwd / self.common["run_dir"]
+        cold = run_folder_empty(run_dir)  # then every run of this batch is recorded as cold
+        executed: list[str] = []
         for i, nb in enumerate(self.notebooks, 1):
             head = f"[{i:>2}/{n}] {nb.stem:<28}"
             if not force and self.is_finished(nb):
                 outcome = Outcome(nb.stem, "skipped", 0.0, "finished earlier with the same parameters")
-                self.log(f"{head} skipped ({outcome.message})")
+                self.log(f"{head} skipped ({outcome.message}; --force reruns it, --out DIR writes elsewhere)")
             else:
-                outcome = self.execute(nb)
+                outcome = self.execute(nb, list(executed) if cold else None)
+                executed.append(nb.stem)
                 if outcome.status == "done":
                     self.log(
-                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s)"
+                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s"
+                        + ("; cold: the run folder was empty at the start)" if cold else ")")
                     )
                 else:
                     where = self.state / f"{nb.stem}.failed.ipynb"

@@ -81,3 +81,28 @@ def git_commit(repo: Path | None = None, watched: tuple[str, ...] = ("bbam_lite"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+
+
+#: ``bbam-lite book run`` sets this to a file while a chapter runs; every run-folder artefact the
+#: chapter's workspace looks up (dataset, trained detector, pseudo labels, analysis results) adds a
+#: line ``hit KIND PATH`` (reused) or ``miss KIND PATH`` (made now) to it.
+CACHE_LOG_ENV = "BBAM_LITE_CACHE_LOG"
+
+
+def note_cache(kind: str, path: Path, hit: bool) -> None:
+    """Log one artefact lookup to the file named by :data:`CACHE_LOG_ENV` (nothing if unset)."""
+    import os
+
+    log = os.environ.get(CACHE_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{'hit' if hit else 'miss'} {kind} {path}\n")
+
+
+def cache_hits(log: Path) -> int:
+    """How many lookups of a :data:`CACHE_LOG_ENV` file reused an artefact (0 if it is absent)."""
+    try:
+        lines = Path(log).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    return sum(line.startswith("hit ") for line in lines)
