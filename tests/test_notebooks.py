@@ -137,35 +137,6 @@ def test_failed_notebook_is_reported_with_its_cell_and_the_others_still_run(tmp_
     assert "1 done, 0 skipped, 1 failed (01-fails)" in done.stdout
 
 
-def test_records_keep_the_cold_run_beside_a_cached_rerun(tmp_path):
-    """A batch from an empty run folder records each chapter's cold run (``after``: the earlier
-    chapters of the batch); a rerun with the folder kept updates the page's time, never the cold one."""
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    body = "from pathlib import Path\nPath(run_dir).mkdir(parents=True, exist_ok=True)\n"
-    _tiny_notebook(nbs / "01-makes.ipynb", body + "(Path(run_dir) / 'a').write_text('x')")
-    _tiny_notebook(nbs / "02-uses.ipynb", body + "print((Path(run_dir) / 'a').read_text())")
-    cmd = [sys.executable, "-m", "bbam_lite", "book", "run", "--profile", "smoke", "--notebooks", str(nbs),
-           "--out", str(tmp_path / "out"), "--run-dir", "run"]  # fmt: skip
-
-    def records():
-        state = tmp_path / "out" / ".book-run"
-        return {s: json.loads((state / f"{s}.json").read_text()) for s in ("01-makes", "02-uses")}
-
-    first = subprocess.run(cmd, cwd=tmp_path, env=book_env(), capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stdout + first.stderr
-    cold = records()
-    assert cold["01-makes"]["cold"]["after"] == [] and cold["02-uses"]["cold"]["after"] == ["01-makes"]
-    assert cold["01-makes"]["cold"]["seconds"] == cold["01-makes"]["seconds"]
-    again = subprocess.run([*cmd, "--force"], cwd=tmp_path, env=book_env(), capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
-    assert again.returncode == 0, again.stdout + again.stderr
-    warm = records()
-    for stem in warm:
-        assert warm[stem]["cold"] == cold[stem]["cold"]  # kept
-        assert warm[stem]["finished"] >= cold[stem]["finished"]
-
-
 # ---------------------------------------------------------------------------- bad parameters
 @pytest.mark.parametrize(
     "args, message",
