@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bbam_lite.analysis.tables import fmt_change
 from bbam_lite.data.records import BoxDataset
 
 #: The paper's range (Fig. 7a extends Hsu et al.'s +-15% to +-20%).
@@ -143,11 +144,6 @@ def degradation(rows: list[dict[str, Any]], metric: str = "miou") -> dict[str, d
     return out
 
 
-def _change(value: float) -> str:
-    r = round(value, 3)
-    return f"gains {r:.3f}" if r > 0 else f"loses {-r:.3f}" if r < 0 else "does not change"
-
-
 def least_hurt(rows: list[dict[str, Any]], side: str, metric: str = "miou") -> str | None:
     """The method whose ``metric`` changes least for the worse on ``side`` (contracted | expanded)."""
     deg = {m: d[side] for m, d in degradation(rows, metric).items() if not np.isnan(d[side])}
@@ -170,7 +166,7 @@ def noise_verdict(
             continue
         best = least_hurt(rows, side)
         ordered = sorted(changes.items(), key=lambda x: -x[1])
-        listed = "; ".join(f"{name(m)} {_change(v)}" for m, v in ordered)
+        listed = "; ".join(f"{name(m)} {fmt_change(v)}" for m, v in ordered)
         parts.append(
             f"**{side.capitalize()} boxes ({100 * level:+.0f}%)**, mIoU: {listed}. "
             f"{name(best)} {'is hurt least' if changes[best] < 0 else 'is not hurt at all'}."

@@ -17,6 +17,16 @@ def _cell(value: Any, fmt: str) -> str:
     return str(value)
 
 
+def fmt_change(value: float, digits: int = 3) -> str:
+    """A signed change in words: ``"gains 0.012"``, ``"loses 0.034"``, ``"does not change"``."""
+    rounded = round(value, digits)
+    if rounded > 0:
+        return f"gains {rounded:.{digits}f}"
+    if rounded < 0:
+        return f"loses {-rounded:.{digits}f}"
+    return "does not change"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
     """A Markdown table: ``columns`` are (key, header, format spec such as ".3f" or "").
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bbam_lite.analysis.tables import fmt_change  # noqa: F401 (a claim's words for a change)
+
 #: The key of a claim's record in an output's metadata.
 KEY = "bbam_lite_claim"
 
@@ -50,13 +52,3 @@ def check(holds: Any, claim: str) -> None:
     display({"text/markdown": ""}, raw=True, metadata={KEY: {"kind": "check", "text": claim, "holds": ok}})
     if not ok:
         raise ClaimError(f"this run contradicts the page: {claim!r}")
-
-
-def fmt_change(value: float, digits: int = 3) -> str:
-    """A signed change in words: ``"gains 0.012"``, ``"loses 0.034"``, ``"does not change"``."""
-    rounded = round(value, digits)
-    if rounded > 0:
-        return f"gains {rounded:.{digits}f}"
-    if rounded < 0:
-        return f"loses {-rounded:.{digits}f}"
-    return "does not change"
