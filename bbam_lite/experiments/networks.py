@@ -421,15 +421,15 @@ def percent(v: float | None) -> float | None:
 #: Columns of chapter 12's comparison table: (key, header, format).
 COMPARISON_COLUMNS = [
     ("labels", "labels", ""),
-    ("miou", "mIoU", ".1f"),
-    ("ap25", "AP25", ".1f"),
-    ("ap50", "AP50", ".1f"),
-    ("ap70", "AP70", ".1f"),
-    ("ap75", "AP75", ".1f"),
-    ("ap", "AP", ".1f"),
-    ("abo", "ABO", ".1f"),
-    ("miou_crf", "mIoU + CRF", ".1f"),
-    ("ap50_crf", "AP50 + CRF", ".1f"),
+    ("miou", "mIoU (%)", ".1f"),
+    ("ap25", "AP25 (%)", ".1f"),
+    ("ap50", "AP50 (%)", ".1f"),
+    ("ap70", "AP70 (%)", ".1f"),
+    ("ap75", "AP75 (%)", ".1f"),
+    ("ap", "AP (%)", ".1f"),
+    ("abo", "ABO (%)", ".1f"),
+    ("miou_crf", "mIoU + CRF (%)", ".1f"),
+    ("ap50_crf", "AP50 + CRF (%)", ".1f"),
     ("sem_min", "train min (sem.)", ".1f"),
     ("inst_min", "train min (inst.)", ".1f"),
 ]
@@ -452,7 +452,7 @@ def schedule_table(ws, schedule: dict | None = None):
     ]
     caption = (
         f"train-seg profile {sched['profile']}; {ws.profile.label_images or 'all'} training images, "
-        f"{sched['val_limit'] or 'all'} validation images scored"
+        f"{sched['val_limit'] or 'all'} validation images scored (paper: 10,582 and 1,449 on VOC)"
     )
     columns = [
         ("network", "network", ""),
@@ -492,14 +492,16 @@ def comparison_tables(result: dict) -> tuple:
     """Chapter 12's two tables: this run's scores (%) of every row, and the papers' numbers."""
     from bbam_lite.analysis.tables import Table
 
+    rows = comparison_rows(result)
     ours = Table(
-        comparison_rows(result),
-        COMPARISON_COLUMNS,
-        caption="Validation scores (%) of networks trained on each kind of label",
+        rows,
+        [c for c in COMPARISON_COLUMNS if any(r.get(c[0]) is not None for r in rows)],  # run's columns
+        caption="Validation scores of networks trained on each kind of label (a dash: no network)",
     )
+    paper_rows = [{"labels": ROWS[n], **p} for n, p in PAPER.items()]
     paper = Table(
-        [{"labels": ROWS[n], **p} for n, p in PAPER.items()],
-        COMPARISON_COLUMNS[:8],
+        paper_rows,
+        [c for c in COMPARISON_COLUMNS[:8] if any(r.get(c[0]) is not None for r in paper_rows)],
         caption="The papers' numbers (PASCAL VOC 2012 val, %)",
     )
     return ours, paper
@@ -573,7 +575,7 @@ def sensitivity_tables(sens: dict) -> tuple:
     """Chapter 12's Tables 5 and 6 (trained networks, %) with the paper's numbers beside ours."""
     from bbam_lite.analysis.tables import Table
 
-    ap = [("ap", "AP", ".1f"), ("ap50", "AP50", ".1f"), ("ap75", "AP75", ".1f")]
+    ap = [("ap", "AP (%)", ".1f"), ("ap50", "AP50 (%)", ".1f"), ("ap75", "AP75 (%)", ".1f")]
     paper_ap = [(f"paper_{k}", f"paper: {h}", f) for k, h, f in ap]
     t5 = Table(
         table5_rows(sens),
@@ -582,7 +584,7 @@ def sensitivity_tables(sens: dict) -> tuple:
             ("theta_fg", "θ_fg", ".1f"),
             ("grow", "growing", ""),
             *ap,
-            ("abo", "ABO", ".1f"),
+            ("abo", "ABO (%)", ".1f"),
             *paper_ap,
         ],
         caption="Table 5 with trained Mask R-CNNs (validation, %); the paper's on VOC val",
@@ -592,9 +594,9 @@ def sensitivity_tables(sens: dict) -> tuple:
         [
             ("lam", "λ", ".3f"),
             *ap,
-            ("miou", "sem. mIoU", ".1f"),
+            ("miou", "sem. mIoU (%)", ".1f"),
             *paper_ap,
-            ("paper_miou", "paper: sem. mIoU", ".1f"),
+            ("paper_miou", "paper: sem. mIoU (%)", ".1f"),
         ],
         caption="Table 6 with trained networks (validation, %); the paper's on VOC val",
     )
