@@ -1,5 +1,6 @@
-"""Sentences and tables of the book's first chapters (2: the data, 3: the detector's heads, 4: the
-box baselines), made from this run's numbers so that a re-execution cannot leave a false sentence.
+"""Sentences and tables of the book's first chapters (1: label costs, 2: the data, 3: the
+detector's heads, 4: the box baselines), made from the numbers, so that a re-execution cannot
+leave a false sentence.
 
 Each ``*_verdict`` returns Markdown for :func:`bbam_lite.book.claims.say`; the wording for each
 outcome is chosen from the numbers with :func:`~bbam_lite.book.claims.pick`.
@@ -18,6 +19,17 @@ from bbam_lite.book.claims import pick
 
 #: Box2Seg's names of the two ways to score labels without training a network (its Table 1).
 SETTINGS = {"gt": "NoTrain-GT", "detector": "NoTrain-Det"}
+
+
+# ------------------------------------------------------------------------- chapter 1: label costs
+def cost_verdict(seconds: Mapping[str, float]) -> str:
+    """What boxes cost against tags and masks, from the seconds per image of each kind of label
+    (keys ``image-level tags``, ``bounding boxes``, ``pixel-level masks``)."""
+    tags, boxes, masks = (seconds[k] for k in ("image-level tags", "bounding boxes", "pixel-level masks"))
+    return (
+        f"By these figures, boxes cost {boxes / tags:.1f} times as much as tags per image "
+        f"({pick(boxes > tags, 'more', 'less')}), and masks {masks / boxes:.1f} times as much as boxes."
+    )
 
 
 # ------------------------------------------------------------------------------- chapter 2: data
