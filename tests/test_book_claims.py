@@ -382,3 +382,11 @@ def test_baseline_table_and_verdicts_follow_the_numbers() -> None:
     assert "(higher)" in f.centre_verdict(medians)
     medians["centre (Box^i)"]["precision"] = 0.5
     assert "(not higher)" in f.centre_verdict(medians)
+    text = f.box_inner_verdict(
+        {"miou": 0.844, "mean_instance_iou": 0.267}, {"miou": 0.607, "mean_instance_iou": 0.568}
+    )
+    assert "mIoU is higher than Box's (84.4% against 60.7%) and its mean instance IoU lower" in text
+    text = f.box_inner_verdict(
+        {"miou": 0.5, "mean_instance_iou": 0.6}, {"miou": 0.607, "mean_instance_iou": 0.568}
+    )
+    assert "not higher" in text and "not lower" in text

@@ -274,3 +274,16 @@ def centre_verdict(medians: Mapping[str, Mapping[str, float]]) -> str:
         f"{box['precision']:.2f} ({pick(centre['precision'] > box['precision'], 'higher', 'not higher')}), "
         f"and its median recall {centre['recall']:.2f} against {box['recall']:.2f}."
     )
+
+
+def box_inner_verdict(box_inner: Mapping[str, float], box: Mapping[str, float]) -> str:
+    """Exercise 4.2: Box^i's mIoU and mean instance IoU against Box's (label quality dicts with
+    ``miou`` and ``mean_instance_iou``)."""
+    higher = box_inner["miou"] > box["miou"]
+    lower = box_inner["mean_instance_iou"] < box["mean_instance_iou"]
+    return (
+        f"In the table, Box^i's mIoU is {pick(higher, 'higher', 'not higher')} than Box's "
+        f"({100 * box_inner['miou']:.1f}% against {100 * box['miou']:.1f}%) and its mean instance IoU "
+        f"{pick(lower, 'lower', 'not lower')} ({100 * box_inner['mean_instance_iou']:.1f}% against "
+        f"{100 * box['mean_instance_iou']:.1f}%)."
+    )
