@@ -300,10 +300,10 @@ def test_data_verdicts_follow_the_numbers() -> None:
     from bbam_lite.analysis import foundations as f
 
     costs = {"image-level tags": 20.0, "bounding boxes": 38.1, "pixel-level masks": 240.0}
-    assert "boxes cost 1.9 times as much as tags per image (more), and masks 6.3 times" in (
+    assert "boxes cost more than tags per image (1.9 times as much), and masks 6.3 times" in (
         f.cost_verdict(costs)
     )
-    assert "(less)" in f.cost_verdict({**costs, "image-level tags": 50.0})
+    assert "cost less than tags" in f.cost_verdict({**costs, "image-level tags": 50.0})
 
     wide = f.size_verdict([0.02] * 10 + [0.1] * 80 + [0.35] * 10)
     assert (

@@ -27,8 +27,8 @@ def cost_verdict(seconds: Mapping[str, float]) -> str:
     (keys ``image-level tags``, ``bounding boxes``, ``pixel-level masks``)."""
     tags, boxes, masks = (seconds[k] for k in ("image-level tags", "bounding boxes", "pixel-level masks"))
     return (
-        f"By these figures, boxes cost {boxes / tags:.1f} times as much as tags per image "
-        f"({pick(boxes > tags, 'more', 'less')}), and masks {masks / boxes:.1f} times as much as boxes."
+        f"By these figures, boxes cost {pick(boxes > tags, 'more', 'less')} than tags per image "
+        f"({boxes / tags:.1f} times as much), and masks {masks / boxes:.1f} times as much as boxes."
     )
 
 
