@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from bbam_lite.plotting import MIN_FONT_PT, figure_size
+
 #: (title, detail, chapter) of each stage of the pipeline, in order.
 PIPELINE: tuple[tuple[str, str, str], ...] = (
     ("Images + boxes", "the only labels: a class\nand a box per object", "ch. 2"),
@@ -31,8 +33,8 @@ def _stage(ax: plt.Axes, x: float, y: float, title: str, detail: str, chapter: s
         )
     )
     ax.text(x, y + 0.25, title, ha="center", va="center", fontsize=10.5, weight="bold")
-    ax.text(x, y - 0.17, detail, ha="center", va="center", fontsize=8.2)
-    ax.text(x + 0.88, y + 0.47, chapter, ha="right", va="top", fontsize=7.5, color="0.35")
+    ax.text(x, y - 0.17, detail, ha="center", va="center", fontsize=MIN_FONT_PT)
+    ax.text(x + 0.88, y + 0.47, chapter, ha="right", va="top", fontsize=MIN_FONT_PT, color="0.35")
 
 
 def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], style: str = "-") -> None:
@@ -44,7 +46,7 @@ def _arrow(ax: plt.Axes, start: tuple[float, float], end: tuple[float, float], s
 def pipeline_diagram(figsize: tuple[float, float] = (11.5, 4.6)) -> plt.Figure:
     """BBAM's pipeline in two rows (training the detector and explaining it; using the labels), with
     the box baselines as the alternative route from boxes to pseudo labels."""
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, ax = plt.subplots(figsize=figure_size(*figsize))
     top = [(1.1 + 2.45 * i, 2.6) for i in range(4)]
     bottom = [(top[3][0] - 2.45 * i, 0.35) for i in range(2)]
     colours = ["#dbe9f6", "#fde2c8", "#f8d0d0", "#d9f0d3", "#e8dff5", "#eeeeee"]
@@ -63,6 +65,6 @@ def pipeline_diagram(figsize: tuple[float, float] = (11.5, 4.6)) -> plt.Figure:
     ax.set_ylim(-0.4, 3.35)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title("From boxes to masks: BBAM's pipeline (solid) and the box baselines (dashed)", fontsize=12)
+    ax.set_title("From boxes to masks: BBAM's pipeline (solid) and the box baselines (dashed)")
     fig.tight_layout()
     return fig

@@ -3,6 +3,7 @@ comparison of methods."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,14 +13,47 @@ import numpy as np
 from bbam_lite.data.voc import voc_palette
 from bbam_lite.pseudo.methods import colours, titles
 
-#: Matplotlib settings of every chapter's figures (on top of seaborn's "ticks" theme).
-BOOK_RC = {"figure.dpi": 100, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9}
+#: Width of the book's text column in CSS pixels (headless Chromium, 1400 px window): wider
+#: images are shrunk to it.
+COLUMN_PX = 772
+#: Pixels per inch of the book's figures (on screen and saved).
+DPI = 100
+#: The widest figure, in inches: at most 1.3 times the column, so that the browser shrinks no
+#: figure below 1 / 1.3 of its pixel width.
+MAX_WIDTH_IN = 1.3 * COLUMN_PX / DPI
+#: The smallest text of any figure, in points: at least 9 px high even in the widest figure shrunk
+#: to the column (9 px * 72 / (COLUMN_PX / MAX_WIDTH_IN)), rounded up to a half point.
+MIN_FONT_PT = math.ceil(2 * 9 * 72 * MAX_WIDTH_IN / COLUMN_PX) / 2
+
+#: Matplotlib settings of every chapter's figures (on top of seaborn's "ticks" theme): the
+#: resolution and font sizes above, so that text reads at the column's width.
+BOOK_RC = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "figure.titlesize": 11.5,
+}
+
+
+def figure_size(width: float, height: float) -> tuple[float, float]:
+    """A figure size in inches no wider than :data:`MAX_WIDTH_IN`: a wider one is scaled down,
+    keeping its aspect, so that the browser shows its text at least :data:`MIN_FONT_PT` readable."""
+    scale = min(1.0, MAX_WIDTH_IN / width)
+    return width * scale, height * scale
 
 
 def book_style() -> None:
     """The book's figure style: seaborn's "ticks" theme at notebook scale with :data:`BOOK_RC`.
 
-    Every chapter calls it once after its imports, so figures look the same in every chapter."""
+    Every chapter calls it once after its imports, so figures look the same in every chapter.
+    Figures made by the package's helpers take their size from :func:`figure_size` and no text
+    smaller than :data:`MIN_FONT_PT`; a chapter sets no resolution of its own."""
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="ticks", rc=BOOK_RC)
@@ -61,7 +95,7 @@ def draw_boxes(ax: plt.Axes, boxes: np.ndarray, labels: Sequence[int], class_nam
             y1 - 1,
             class_names[c],
             color="yellow",
-            fontsize=7,
+            fontsize=MIN_FONT_PT,
             va="bottom",
             bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "lw": 0},
         )
@@ -79,7 +113,9 @@ def method_grid(
     Each row is ``{"image", "boxes", "labels", "gt", method: class_map, ...}``.
     """
     cols = ["image", "ground truth", *methods]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.1 * len(cols), 2.1 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=figure_size(2.1 * len(cols), 2.1 * len(rows)), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c, name in enumerate(cols):
             ax = axes[r, c]
@@ -91,9 +127,9 @@ def method_grid(
             else:
                 ax.imshow(overlay(row["image"], row["gt"] if name == "ground truth" else row[name]))
             if r == 0:
-                ax.set_title(titles().get(name, name), fontsize=9)
+                ax.set_title(titles().get(name, name), fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
         from bbam_lite.utils.io import writing
@@ -130,14 +166,14 @@ def annotation_hours_figure() -> plt.Figure:
     axis: each grid line is a factor of ten."""
     from bbam_lite.label_cost import DATASET_IMAGES, LABEL_COSTS, annotation_hours
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = plt.subplots(figsize=figure_size(7.5, 3.8))
     kinds = [c.kind for c in LABEL_COSTS]
     width = 0.36
     for i, (name, n) in enumerate(DATASET_IMAGES.items()):
         hours = annotation_hours(n)
         xs = np.arange(len(kinds)) + (i - 0.5) * width
         bars = ax.bar(xs, [hours[k] for k in kinds], width, label=f"{name} ({n:,} images)")
-        ax.bar_label(bars, labels=[f"{hours[k]:,.0f} h" for k in kinds], fontsize=8, padding=2)
+        ax.bar_label(bars, labels=[f"{hours[k]:,.0f} h" for k in kinds], fontsize=MIN_FONT_PT, padding=2)
     ax.set_xticks(np.arange(len(kinds)), kinds)
     ax.set_yscale("log")
     ax.set_ylim(10, 30000)
@@ -152,13 +188,13 @@ def annotation_hours_figure() -> plt.Figure:
 def boxes_and_masks_figure(records: Sequence, class_names: Sequence[str]) -> plt.Figure:
     """Chapter 2: per image (columns), the image with its boxes, the only labels BBAM gets (top),
     and the true instance masks in the class colours, which only the scoring sees (bottom)."""
-    fig, axes = plt.subplots(2, len(records), figsize=(2.1 * len(records), 4.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(records), figsize=figure_size(2.1 * len(records), 4.6), squeeze=False)
     for j, rec in enumerate(records):
         image = rec.load_image()
         axes[0, j].imshow(image)
         draw_boxes(axes[0, j], rec.boxes, rec.labels, class_names)
         axes[1, j].imshow(overlay(image, gt_class_map(rec)))
-        axes[0, j].set_title(f"image {rec.image_id}", fontsize=9)
+        axes[0, j].set_title(f"image {rec.image_id}", fontsize=10)
         for ax in axes[:, j]:
             _no_ticks(ax)
     axes[0, 0].set_ylabel("boxes (the labels)")
@@ -175,7 +211,9 @@ def data_overview_figure(summary: dict, mean_colour: Sequence[float]) -> plt.Fig
     :func:`bbam_lite.data.summary.dataset_summary`'s."""
     import seaborn as sns
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [3, 3, 1]})
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        1, 3, figsize=figure_size(12, 3.4), gridspec_kw={"width_ratios": [3, 3, 1]}
+    )
     names = list(summary["by_class"])
     ax1.bar(names, [summary["by_class"][n] for n in names], color="tab:blue")
     ax1.set_xlabel("class")
@@ -212,7 +250,7 @@ def training_curve_figure(log: Sequence[dict]) -> plt.Figure:
     loss (right axis, dashed) over the iterations of its training log
     (:func:`bbam_lite.analysis.probe.training_log`)."""
     it = [e["iteration"] for e in log]
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=figure_size(7.5, 4.0), layout="constrained")
     ax.plot(it, [e["box_ap50"] for e in log], "o-", label="box AP50 (validation)")
     ax.plot(it, [e["box_ap"] for e in log], "s-", label="box AP 0.5:0.95 (validation)")
     ax.set_xlabel("training iteration")
@@ -222,16 +260,16 @@ def training_curve_figure(log: Sequence[dict]) -> plt.Figure:
     ax2.plot(it, [e["loss"] for e in log], "k--", alpha=0.6, label="training loss")
     ax2.set_ylabel("training loss")
     lines, lines2 = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left")
+    # below the axes, so that it covers no curve
+    fig.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="outside lower center", ncol=3)
     ax.set_title(f"Training of the detector (validation AP on {log[-1]['val_images']} images per point)")
-    fig.tight_layout()
     return fig
 
 
 def detections_figure(records: Sequence, outputs: Sequence[dict], class_names: Sequence[str]) -> plt.Figure:
     """Chapter 3: per image, the detector's boxes (yellow, with class and score; ``outputs`` as
     :func:`bbam_lite.detector.heads.detect` returns them) over the true boxes (white, dashed)."""
-    fig, axes = plt.subplots(1, len(records), figsize=(3.2 * len(records), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(records), figsize=figure_size(3.2 * len(records), 3.4), squeeze=False)
     for ax, rec, out in zip(axes[0], records, outputs, strict=True):
         ax.imshow(rec.load_image())
         for box in rec.boxes:
@@ -244,10 +282,10 @@ def detections_figure(records: Sequence, outputs: Sequence[dict], class_names: S
                 box[1] - 1,
                 f"{class_names[c]} {s:.2f}",
                 color="yellow",
-                fontsize=7,
+                fontsize=MIN_FONT_PT,
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "lw": 0},
             )
-        ax.set_title(f"image {rec.image_id}: {len(out['boxes'])} detections", fontsize=9)
+        ax.set_title(f"image {rec.image_id}: {len(out['boxes'])} detections", fontsize=10)
         _no_ticks(ax)
     fig.suptitle("Detections with score >= 0.5 (yellow) and true boxes (dashed)")
     fig.tight_layout()
@@ -260,13 +298,13 @@ def head_probe_figure(image: np.ndarray, probe, class_name: str, n_show: int = 2
     f_box moves them (green: positive by Eq. 3, red: not), the box in yellow. Middle: each
     proposal's IoU with the box before and after regression, coloured by f_cls's probability of
     the class. Right: that probability for positives and for the other proposals."""
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=figure_size(13, 4))
     a1.imshow(image)
     for k in range(min(n_show, len(probe.proposals))):
         _rect(a1, probe.proposals[k], color="0.7", lw=0.6)
         _rect(a1, probe.regressed[k], lw=0.9, color="tab:green" if probe.positive[k] else "tab:red")
     _rect(a1, probe.box, color="yellow", lw=2)
-    a1.set_title(f"a {class_name}: proposals (grey), regressed (green = positive)")
+    a1.set_title(f"a {class_name}: proposals (grey),\nregressed (green: positive)")
     _no_ticks(a1)
     sc = a2.scatter(
         probe.proposal_iou, probe.regressed_iou, c=probe.class_prob, cmap="viridis", vmin=0, vmax=1, s=14
@@ -275,7 +313,7 @@ def head_probe_figure(image: np.ndarray, probe, class_name: str, n_show: int = 2
     a2.axhline(0.8, color="tab:red", lw=1, ls="--", label="IoU 0.8 (Eq. 3)")
     a2.set_xlabel("IoU(proposal, box)")
     a2.set_ylabel("IoU(regressed box, box)")
-    a2.set_title("f_box: where the proposals are moved")
+    a2.set_title("f_box: where proposals move")
     a2.legend(loc="lower right")
     fig.colorbar(sc, ax=a2, label=f"f_cls: p({class_name})")
     bins = np.linspace(0, 1, 21)
@@ -311,14 +349,14 @@ def grabcut_init_figure(
     zones = np.zeros((*init.shape, 3))
     for value, (colour, _) in zone_colours.items():
         zones[init == value] = colour
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3))
+    fig, axes = plt.subplots(1, 4, figsize=figure_size(12, 3.3))
     axes[0].imshow(image)
     axes[0].set_title(f"image, box of a {class_name}")
     _rect(axes[0], box, color="yellow", lw=1.5)
     axes[1].imshow(zones)
     axes[1].set_title("initial mask")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in zone_colours.values()]
-    axes[1].legend(handles, [n for _, n in zone_colours.values()], fontsize=7, loc="lower left")
+    axes[1].legend(handles, [n for _, n in zone_colours.values()], fontsize=MIN_FONT_PT, loc="lower left")
     axes[2].imshow(fg, cmap="gray")
     axes[2].set_title(f"GrabCut result (IoU {mask_iou(fg, true_mask):.2f})")
     axes[3].imshow(true_mask, cmap="gray")

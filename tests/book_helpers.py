@@ -113,7 +113,8 @@ def error_outputs(path: Path) -> list[str]:
 
 # ------------------------------------------------------------------------------- Chromium (CDP)
 #: What the browser test reads from a loaded page (after opening every folded cell): its images
-#: (loaded, natural width), typeset formulas, TeX delimiters left raw in the visible text (outside
+#: (loaded, natural width, width shown, whether a cell made it and whether it sits in a ``figure``
+#: with a ``figcaption``), typeset formulas, TeX delimiters left raw in the visible text (outside
 #: code), code inputs wider than their column (cut off) and search hits.
 PAGE_STATE = """(() => {
   document.querySelectorAll("details").forEach(d => { d.open = true; });
@@ -124,8 +125,13 @@ PAGE_STATE = """(() => {
     .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
     .map(p => p.innerText.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), ""));
   return JSON.stringify({
-    images: Array.from(document.images).map(i => ({
-      src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth})),
+    images: Array.from(document.images).map(i => {
+      const fig = i.closest("figure");
+      return {src: i.currentSrc || i.src, complete: i.complete, width: i.naturalWidth,
+              shown: i.getBoundingClientRect().width, output: !!i.closest("div.cell_output, figure"),
+              caption: !!(fig && fig.querySelector("figcaption") &&
+                          fig.querySelector("figcaption").innerText.trim())};
+    }),
     math: document.querySelectorAll("mjx-container").length,
     raw_tex: (prose.innerText.match(/\\$\\$|\\\\\\(|\\\\\\[/g) || []).length,
     cut_code: inputs,

@@ -17,6 +17,13 @@ from bbam_lite.book.render import BookBuildError, build_book, external_resources
 
 pytestmark = pytest.mark.slow
 
+#: The least share of its pixel width a figure may be shown at (the book's figures are made at most
+#: 1.3 times the column's width: bbam_lite.plotting.figure_size), so that its text stays readable.
+MIN_SHOWN = 0.6
+#: Chapters whose every figure has a number and a caption (cell metadata ``mystnb: figure:``
+#: ``caption``/``name``); every chapter joins once its figures are captioned.
+CAPTIONED: tuple[str, ...] = ("01-why-boxes", "02-data", "03-detector", "04-baselines", "13-exercises")
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
@@ -143,6 +150,16 @@ def test_every_page_in_headless_chromium(built):
         assert page["cut_code"] == [], f"{name}: code cut off at the right edge: {page['cut_code'][:2]}"
     for stem, page in zip(stems, results[1 : 1 + len(stems)], strict=True):
         assert len(page["images"]) >= 1 or stem.startswith("12-"), f"{stem}: its figures are missing"
+        figures = [i for i in page["images"] if i["output"]]
+        shrunk = [
+            f"{i['src'].rsplit('/', 1)[-1]} ({i['width']} px shown at {i['shown']:.0f})"
+            for i in figures
+            if i["shown"] < MIN_SHOWN * i["width"]
+        ]
+        assert shrunk == [], f"{stem}: figures shown below {MIN_SHOWN} of their width: {shrunk}"
+        if stem in CAPTIONED:
+            bare = [i["src"].rsplit("/", 1)[-1] for i in figures if not i["caption"]]
+            assert bare == [], f"{stem}: figures without a caption: {bare}"
     chapter5 = next(r for s, r in zip(stems, results[1:], strict=False) if s.startswith("05-"))
     assert chapter5["math"] > 0, "MathJax did not typeset the formulas of chapter 5"
     assert results[-1]["search_hits"] > 0, "the search page found nothing for GrabCut"

@@ -368,3 +368,102 @@ def test_main_results_wording_follows_the_numbers() -> None:
     text = mr.table5_verdict(t5)
     assert "as flat as the paper finds" in text
     assert "Seed growing at 0.2 / 0.8 gains 2.0 AP50 (paper: gains 1.5)" in text
+
+# ------------------------------------------------------------ chapters 1-4 and 13 (foundations)
+CONVERTED += ("01-why-boxes", "02-data", "03-detector", "04-baselines", "13-exercises")
+
+
+def test_data_verdicts_follow_the_numbers() -> None:
+    from bbam_lite.analysis import foundations as f
+
+    costs = {"image-level tags": 20.0, "bounding boxes": 38.1, "pixel-level masks": 240.0}
+    assert "boxes cost more than tags per image (1.9 times as much), and masks 6.3 times" in (
+        f.cost_verdict(costs)
+    )
+    assert "cost less than tags" in f.cost_verdict({**costs, "image-level tags": 50.0})
+
+    wide = f.size_verdict([0.02] * 10 + [0.1] * 80 + [0.35] * 10)
+    assert (
+        "cover 2.0% to 35.0%" in wide and "from 23 to 44 paper pixels" in wide and "a factor of 1.9" in wide
+    )
+    assert "only a factor of 1.0" in f.size_verdict([0.1] * 20)
+    assert "better than Box" in f.colour_verdict([0.8, 0.9], [0.5, 0.6])
+    assert "no better than Box" in f.colour_verdict([0.4], [0.6])
+    assert f.fill_verdict({"person": 0.4, "car": 0.7, "tree": 0.5}).startswith(
+        "Here person fills its boxes least (median 0.40) and car most (0.70)"
+    )
+    assert "not a corner case" in f.overlap_verdict(0.59, 0.047, 32)
+    assert "rare" in f.overlap_verdict(0.05, 0.001, 32)
+
+
+def test_detector_verdicts_follow_the_numbers() -> None:
+    from bbam_lite.analysis import foundations as f
+
+    text = f.regression_verdict([0.5, 0.6, 0.7], [0.8, 0.9, 0.6])
+    assert "gains 0.167 mean IoU" in text and "moves 67% of them" in text and "undoes much" in text
+    assert "does not undo" in f.regression_verdict([0.8, 0.9], [0.5, 0.6])
+    assert "f_cls loses confidence" in f.confidence_verdict([0.3, 0.5, 0.7, 0.9], [0.1, 0.4, 0.6, 0.9])
+    assert "f_cls does not lose" in f.confidence_verdict([0.3, 0.5, 0.7, 0.9], [0.9, 0.6, 0.4, 0.1])
+    rows = [{"positives": 150, "min_positive_iou": 0.4}, {"positives": 0, "min_positive_iou": float("nan")}]
+    text = f.positives_verdict(rows, 200)
+    assert "median of 75 are positives; 1 of 2 objects have none" in text and "median IoU of 0.40" in text
+    shares = {"f_cls: background": 0.245, "f_cls: another class": 0.043, "right class, IoU <= 0.8": 0.047}
+    assert "the class test removes most" in f.rejection_verdict(shares)
+    shares = {"f_cls: background": 0.01, "f_cls: another class": 0.0, "right class, IoU <= 0.8": 0.3}
+    assert "the box test removes most" in f.rejection_verdict(shares)
+    assert "ends at 0.9 for 23, 0.85 for 7, 0.8 for 2 of 32 objects: the box head is precise" in (
+        f.cascade_verdict({0.9: 23, 0.85: 7, 0.8: 2})
+    )
+    assert "need a lower threshold than 0.9" in f.cascade_verdict({0.85: 5, 0.8: 2})
+    text = f.size_trend_verdict(-0.08, 0.619, 0.628)
+    assert "about the same" in text and "no clear trend" in text
+    text = f.size_trend_verdict(0.5, 0.5, 0.6)
+    assert "not the same" in text and "larger objects get more positives" in text
+    assert "smaller objects get more" in f.size_trend_verdict(-0.5, 0.6, 0.6)
+
+
+def _baselines(box=(0.607, 0.514), crf=(0.738, 0.635), boxi=(0.844, 0.670)):
+    quality = {}
+    for m, (gt, det), ign, inst in (
+        ("box", box, 0.0, 0.568),
+        ("box_crf", crf, 0.0, 0.701),
+        ("box_inner", boxi, 0.232, 0.267),
+    ):
+        quality[m, "gt"] = {"miou": gt, "ignore_fraction": ign, "mean_instance_iou": inst}
+        quality[m, "detector"] = {"miou": det, "ignore_fraction": ign, "mean_instance_iou": inst - 0.05}
+    return quality, {"box": "Box", "box_crf": "Box + CRF", "box_inner": "Box^i (SDI)"}
+
+
+def test_baseline_table_and_verdicts_follow_the_numbers() -> None:
+    from bbam_lite.analysis import foundations as f
+
+    quality, names = _baselines()
+    table = f.baseline_table(quality, names, {"box_crf_notrain_gt": {"miou": 71.6}})
+    html = table._repr_html_()
+    assert "nan" not in html.lower() and "mIoU (%), NoTrain-GT" in html and ">60.7<" in html
+    assert ">71.6<" in html and ">-<" in html and "0.607" not in html
+    text = f.baseline_verdict(quality, names, ["box_inner"])
+    assert "Box has the lowest mIoU" in text and "Box + CRF gains 13.1 points over it" in text
+    assert "Box^i (SDI) ignores 23% of the pixels and scores a higher mIoU (84.4%)" in text
+    assert "every method loses mIoU: from 9.3 to 17.4 points" in text
+    quality, names = _baselines(box=(0.80, 0.85), boxi=(0.5, 0.4))
+    text = f.baseline_verdict(quality, names, ["box_inner"])
+    assert "Box has not the lowest mIoU" in text
+    assert "scores a lower mIoU" in text and "2 of 3 methods lose" in text
+    assert "more often than not" in f.order_verdict(0.7)
+    assert "less often than not" in f.order_verdict(0.3)
+    medians = {
+        "box": {"precision": 0.58, "recall": 1.0},
+        "centre (Box^i)": {"precision": 0.86, "recall": 0.29},
+    }
+    assert "(higher)" in f.centre_verdict(medians)
+    medians["centre (Box^i)"]["precision"] = 0.5
+    assert "(not higher)" in f.centre_verdict(medians)
+    text = f.box_inner_verdict(
+        {"miou": 0.844, "mean_instance_iou": 0.267}, {"miou": 0.607, "mean_instance_iou": 0.568}
+    )
+    assert "mIoU is higher than Box's (84.4% against 60.7%) and its mean instance IoU lower" in text
+    text = f.box_inner_verdict(
+        {"miou": 0.5, "mean_instance_iou": 0.6}, {"miou": 0.607, "mean_instance_iou": 0.568}
+    )
+    assert "not higher" in text and "not lower" in text

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.patches import Circle, Rectangle
 
 from bbam_lite.analysis.heads import contour, relative_position
+from bbam_lite.plotting import MIN_FONT_PT, figure_size
 from bbam_lite.pseudo import methods as label_methods
 
 #: Series colours: the analyses' own series, then every pseudo-label method and variant (registry).
@@ -51,7 +52,7 @@ def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) 
         pixel = tuple(cand[len(cand) // 3]) if len(cand) else (int(ys[0]), int(xs[0]))
     py, px = pixel
     cy, cx = np.argwhere(c)[np.argmin(np.hypot(*(np.argwhere(c) - np.array(pixel)).T))]
-    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(10.5, 4.4))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=figure_size(10.5, 4.4))
     ax = axes[0]
     ax.imshow(mask, cmap="Greys", vmin=0, vmax=2.5)
     ax.contour(c, levels=[0.5], colors="k", linewidths=1)
@@ -62,7 +63,7 @@ def r_definition_figure(mask: np.ndarray, pixel: tuple[int, int] | None = None) 
     ax.plot(px, py, "s", c="k", ms=6, label="pixel $x$")
     ax.annotate(r"$\theta$", (xc + 6, yc + (3 if py > yc else -3)), fontsize=12)
     ax.set_title(r"$R = \frac{r_1}{r_1 + r_2}(\cos\theta, \sin\theta)$, C: the contour", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower left", fontsize=MIN_FONT_PT)
     ax.set_xlabel("x (px)")
     ax.set_ylabel("y (px)")
     im = axes[1].imshow(np.where(mask, norm, np.nan), cmap="viridis", vmin=0, vmax=1)
@@ -84,7 +85,7 @@ def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure
     from matplotlib.lines import Line2D
 
     n = len(summaries)
-    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.5 * (n + 1), 3.8))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=figure_size(3.5 * (n + 1), 3.8))
     for ax, (name, s) in zip(axes, summaries.items(), strict=False):
         P = np.asarray(s["points"]).reshape(-1, 2)
         ax.scatter(P[:, 0], -P[:, 1], s=2, alpha=0.35, c=COLOURS.get(name, "k"), label=f"{len(P)} pixels")
@@ -97,7 +98,7 @@ def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure
         ax.set_title(f"{name}: map {what}", fontsize=9)
         ax.set_xlabel("$R_x$")
         ax.set_ylabel("$R_y$ (up)")
-        ax.legend(loc="lower right", fontsize=6)
+        ax.legend(loc="lower right", fontsize=MIN_FONT_PT)
     ax = axes[-1]
     edges = np.asarray(next(iter(summaries.values()))["edges"])
     norms = pd.DataFrame(
@@ -130,7 +131,7 @@ def relative_position_figure(summaries: dict[str, dict[str, Any]]) -> plt.Figure
     ax.axvline(1.0, c="k", lw=0.6)
     handles = [Line2D([], [], c=c, lw=1.6, label=name) for name, c in palette.items()]
     handles.append(Line2D([], [], c="k", ls="--", label="all box pixels"))
-    ax.legend(handles=handles, fontsize=7)
+    ax.legend(handles=handles, fontsize=MIN_FONT_PT)
     ax.set_xlabel(r"$\|R\|$ (0 centre, 1 contour, > 1 outside)")
     ax.set_ylabel("share of pixels")
     ax.set_title(r"distribution of $\|R\|$", fontsize=10)
@@ -155,7 +156,9 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
     )
     palette = {"box head": COLOURS["box head only"], "cls head": COLOURS["cls head only"]}
     n = len(curves)
-    fig, axes = plt.subplots(1, n, layout="constrained", figsize=(4.2 * n, 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, n, layout="constrained", figsize=figure_size(4.2 * n, 3.4), sharey=True, squeeze=False
+    )
     for ax, (name, c) in zip(axes[0], curves.items(), strict=True):
         sns.lineplot(
             data=long[long["setting"] == name],
@@ -167,7 +170,7 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> plt.Figure:
             ax=ax,
         )
         ax.set_title(f"optimising: {name} ({c['objects']} objects)", fontsize=10)
-        ax.legend(fontsize=8, title="loss of", title_fontsize=8)
+        ax.legend(fontsize=MIN_FONT_PT, title="loss of", title_fontsize=MIN_FONT_PT)
     axes[0, 0].set_ylabel("L1 change of the head's output\n(mean over objects)")
     fig.suptitle("Fig. 6c: optimising one head's loss raises the other's")
     return fig
@@ -186,7 +189,7 @@ def grouped_bars(
     names = list(dict.fromkeys(r[series] for r in rows))
     width = 0.8 / max(len(names), 1)
     fig, axes = plt.subplots(
-        1, len(metrics), layout="constrained", figsize=(4.6 * len(metrics), 3.6), squeeze=False
+        1, len(metrics), layout="constrained", figsize=figure_size(4.6 * len(metrics), 3.6), squeeze=False
     )
     for ax, (key, label) in zip(axes[0], metrics, strict=True):
         for j, name in enumerate(names):
@@ -199,7 +202,7 @@ def grouped_bars(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=MIN_FONT_PT)
     fig.suptitle(title)
     return fig
 
@@ -216,7 +219,7 @@ def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
         [{**r, "noise": 100 * r["level"], "title": METHOD_NAMES.get(r["method"], r["method"])} for r in rows]
     )
     palette = {METHOD_NAMES.get(m, m): COLOURS.get(m, "k") for m in methods}
-    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(9.5, 3.6))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=figure_size(9.5, 3.6))
     for ax, (key, label) in zip(
         axes, (("miou", "pseudo-label mIoU"), ("mean_instance_iou", "mean instance IoU")), strict=True
     ):
@@ -224,14 +227,14 @@ def noise_figure(rows: Sequence[dict[str, Any]]) -> plt.Figure:
         ax.axvline(0, c="k", lw=0.6, ls=":")
         ax.set_xlabel("box noise (%): < 0 contracted, > 0 expanded")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=MIN_FONT_PT)
     fig.suptitle("Fig. 7a: pseudo labels from noisy boxes")
     return fig
 
 
 def iou_threshold_figure(study: dict[str, Any]) -> plt.Figure:
     """Fig. 7c: IoU with the ground-truth mask of each attribution map thresholded at t."""
-    fig, ax = plt.subplots(layout="constrained", figsize=(5.6, 3.8))
+    fig, ax = plt.subplots(layout="constrained", figsize=figure_size(5.6, 3.8))
     for name, s in study["methods"].items():
         if s["iou_by_threshold"]:
             ax.plot(study["thresholds"], s["iou_by_threshold"], "-o", ms=3, c=COLOURS.get(name), label=name)
@@ -239,7 +242,7 @@ def iou_threshold_figure(study: dict[str, Any]) -> plt.Figure:
     ax.set_ylabel("IoU(map > t, ground-truth mask)")
     ax.set_ylim(0, 1)
     ax.set_title(f"Fig. 7c: localisation by attribution method ({study['objects']} objects)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_PT)
     return fig
 
 
@@ -253,7 +256,11 @@ def attribution_grid(
     Each row is ``{"image", "box", "gt", method: map, ...}``."""
     cols = ["image", "ground truth", *methods]
     fig, axes = plt.subplots(
-        len(rows), len(cols), layout="constrained", figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False
+        len(rows),
+        len(cols),
+        layout="constrained",
+        figsize=figure_size(2.2 * len(cols), 2.3 * len(rows)),
+        squeeze=False,
     )
     for r, row in enumerate(rows):
         for c, name in enumerate(cols):
@@ -281,7 +288,7 @@ def proposal_example_figure(
     """Fig. 8: gradient maps of three positives of one object, each with its proposal and prediction,
     and the object's BBAM."""
     n = len(example)
-    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(3.1 * (n + 1), 3.6))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=figure_size(3.1 * (n + 1), 3.6))
     for ax, e in zip(axes, example, strict=False):
         ax.imshow(image)
         ax.imshow(e["map"], cmap="jet", vmin=0, vmax=1, alpha=0.55)
@@ -295,7 +302,7 @@ def proposal_example_figure(
             fontsize=9,
         )
         _off(ax)
-    axes[0].legend(loc="lower left", fontsize=7)
+    axes[0].legend(loc="lower left", fontsize=MIN_FONT_PT)
     axes[-1].imshow(image)
     axes[-1].imshow(bbam, cmap="jet", vmin=0, vmax=1, alpha=0.55)
     axes[-1].set_title("BBAM (all positives)", fontsize=9)
@@ -307,7 +314,7 @@ def proposal_example_figure(
 def noise_example_figure(image: np.ndarray, boxes: dict[float, np.ndarray]) -> plt.Figure:
     """One image with its boxes at several noise levels (``{level: (N, 4) boxes}``): clean boxes in
     yellow, contracted ones in blue, expanded ones in red (darker = stronger noise)."""
-    fig, ax = plt.subplots(layout="constrained", figsize=(4.8, 4.8))
+    fig, ax = plt.subplots(layout="constrained", figsize=figure_size(4.8, 4.8))
     ax.imshow(image)
     top = max((abs(v) for v in boxes), default=1.0) or 1.0
     for level, bs in sorted(boxes.items()):
@@ -330,7 +337,9 @@ def noise_example_figure(image: np.ndarray, boxes: dict[float, np.ndarray]) -> p
                     label=f"{100 * level:+.0f}%" if i == 0 else None,
                 )
             )
-    ax.legend(loc="lower left", fontsize=7, framealpha=0.85, title="box noise", title_fontsize=7)
+    ax.legend(
+        loc="lower left", fontsize=MIN_FONT_PT, framealpha=0.85, title="box noise", title_fontsize=MIN_FONT_PT
+    )
     ax.set_title("the box labels at each noise level")
     _off(ax)
     return fig
@@ -341,7 +350,7 @@ def stride_curve_figure(
 ) -> plt.Figure:
     """s(a) = base + gain sqrt(a) against the fixed strides of Fig. 7b, in the paper's pixels."""
     a = np.linspace(0, 1, 201)
-    fig, ax = plt.subplots(layout="constrained", figsize=(5.4, 3.6))
+    fig, ax = plt.subplots(layout="constrained", figsize=figure_size(5.4, 3.6))
     ax.plot(
         a, base + gain * np.sqrt(a), c=COLOURS["BBAM"], label=f"adaptive s(a) = {base:g} + {gain:g} sqrt(a)"
     )
@@ -350,7 +359,7 @@ def stride_curve_figure(
     ax.set_xlabel("a = predicted-box area / image area")
     ax.set_ylabel("stride s (paper px, VOC images)")
     ax.set_title("Perturbation unit size: adaptive against fixed")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_PT)
     return fig
 
 
@@ -369,7 +378,7 @@ def perturbation_figure(
     probability of the true class and the IoU of f_box's regressed box with the annotated box
     (``probs``, ``ious``)."""
     n = len(names)
-    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=(2.8 * (n + 1), 3.3))
+    fig, axes = plt.subplots(1, n + 1, layout="constrained", figsize=figure_size(2.8 * (n + 1), 3.3))
     gh, gw = np.asarray(coarse).shape
     axes[0].imshow(coarse, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"coarse M: {gh} x {gw} cells\n(stride {stride:.1f} px)", fontsize=9)
@@ -398,7 +407,7 @@ def stride_figure(
 
     a = np.linspace(0, 1, 200)
     s = np.array([adaptive_stride(v, base, gain) for v in a])
-    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=(11, 3.6))
+    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=figure_size(11, 3.6))
     a1.plot(a, s, c=COLOURS["BBAM"], label="s(a) in paper pixels (375 px side)")
     a1.plot(a, s * scale, "--", c=COLOURS["BBAM"], label=f"scaled to this image side ({side} px)")
     a1.scatter(ratios, strides, color="tab:red", zorder=3, label="this run's objects")
@@ -424,7 +433,11 @@ def mask_snapshots_figure(
     n_snap = len(results[0].history["snapshots"])
     cols = n_snap + 2
     fig, axes = plt.subplots(
-        len(objects), cols, layout="constrained", figsize=(1.9 * cols, 2.0 * len(objects)), squeeze=False
+        len(objects),
+        cols,
+        layout="constrained",
+        figsize=figure_size(1.9 * cols, 2.0 * len(objects)),
+        squeeze=False,
     )
     for r, (o, res) in enumerate(zip(objects, results, strict=True)):
         axes[r, 0].imshow(o.image)
@@ -451,7 +464,7 @@ def bbam_losses_figure(
     optimisation itself uses) at every iteration."""
     from bbam_lite.attribution.loss import weighted_total
 
-    fig, axes = plt.subplots(1, 3, layout="constrained", figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, layout="constrained", figsize=figure_size(13, 3.4))
     for o, res in zip(objects, results, strict=True):
         hist = res.history
         label = f"{class_names[o.label]} (image {o.image_id})"
@@ -466,8 +479,8 @@ def bbam_losses_figure(
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
-    axes[0].legend(fontsize=7)
-    axes[2].legend(fontsize=7)
+    axes[0].legend(fontsize=MIN_FONT_PT)
+    axes[2].legend(fontsize=MIN_FONT_PT)
     return fig
 
 
@@ -477,7 +490,11 @@ def label_steps_figure(rows: Sequence[dict[str, Any]], step_names: Sequence[str]
     "masks": [(foreground, ignore), ...] (one per step), "gt", "name"}``."""
     cols = ["image and box", "BBAM", *step_names, "true mask"]
     fig, axes = plt.subplots(
-        len(rows), len(cols), layout="constrained", figsize=(2.2 * len(cols), 2.3 * len(rows)), squeeze=False
+        len(rows),
+        len(cols),
+        layout="constrained",
+        figsize=figure_size(2.2 * len(cols), 2.3 * len(rows)),
+        squeeze=False,
     )
     for r, row in enumerate(rows):
         axes[r, 0].imshow(row["image"])
@@ -508,7 +525,7 @@ def box_crf_gain_figure(
     y = np.array([r["iou"] for r in bbam_rows])
     size = np.array([r["area_ratio"] for r in bbam_rows])
     labels = np.array([r["label"] for r in bbam_rows])
-    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=(11, 4.2))
+    fig, (a1, a2) = plt.subplots(1, 2, layout="constrained", figsize=figure_size(11, 4.2))
     sc = a1.scatter(x, y, c=size, cmap="viridis", s=22)
     a1.plot([0, 1], [0, 1], "k:", lw=1, label="equal")
     a1.set_xlabel("instance IoU, CRF on the box alone")
@@ -552,7 +569,7 @@ def stride_iou_figure(study: dict[str, Any]) -> plt.Figure:
     panels = [("iou_map", "IoU(BBAM > 0.5 in the box, GT)"), ("iou_label", "IoU(pseudo label, GT)")]
     panels = [(k, label) for k, label in panels if k in df and df[k].notna().any()]
     fig, axes = plt.subplots(
-        1, len(panels), layout="constrained", figsize=(4.8 * len(panels), 3.7), squeeze=False
+        1, len(panels), layout="constrained", figsize=figure_size(4.8 * len(panels), 3.7), squeeze=False
     )
     palette = {s: STRIDE_COLOURS.get(s, f"C{i}") for i, s in enumerate(dict.fromkeys(df["setting"]))}
     for ax, (key, label) in zip(axes[0], panels, strict=True):
@@ -572,7 +589,7 @@ def stride_iou_figure(study: dict[str, Any]) -> plt.Figure:
         ax.set_xlabel("object size (terciles of a)")
         ax.set_ylabel(label)
         ax.set_ylim(0, 1)
-        ax.legend(title="stride", fontsize=8)
+        ax.legend(title="stride", fontsize=MIN_FONT_PT)
     fig.suptitle("Fig. 7b: localisation by stride and object size (band: 95% CI over objects)")
     return fig
 
@@ -588,7 +605,7 @@ def _heatmap(ax: plt.Axes, table: Any, fmt: str, label: str, vmax: float | None 
         table,
         annot=True,
         fmt=fmt,
-        annot_kws={"fontsize": 8},
+        annot_kws={"fontsize": MIN_FONT_PT},
         cmap="viridis",
         vmin=0,
         vmax=vmax,
@@ -617,7 +634,9 @@ def sweep_heatmap(
         index=[name for _, name in metrics],
         columns=[format(r[x], xfmt) for r in rows],
     ).astype(float)
-    fig, ax = plt.subplots(layout="constrained", figsize=(1.1 * len(rows) + 4.2, 0.55 * len(metrics) + 1.6))
+    fig, ax = plt.subplots(
+        layout="constrained", figsize=figure_size(1.1 * len(rows) + 4.2, 0.55 * len(metrics) + 1.6)
+    )
     _heatmap(ax, table, fmt, "value (0-1)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("")
@@ -636,7 +655,7 @@ def threshold_heatmaps(
     df = pd.DataFrame(rows)
     values = sorted(set(df["theta_bg"]) | set(df["theta_fg"]))  # same on both axes: a diagonal
     fig, axes = plt.subplots(
-        1, len(metrics), layout="constrained", figsize=(4.1 * len(metrics), 3.5), squeeze=False
+        1, len(metrics), layout="constrained", figsize=figure_size(4.1 * len(metrics), 3.5), squeeze=False
     )
     for ax, (key, name) in zip(axes[0], metrics, strict=True):
         table = df.pivot_table(index="theta_bg", columns="theta_fg", values=key, aggfunc="mean")
@@ -675,7 +694,7 @@ def comparison_bars(result: dict[str, Any], paper: dict[str, dict[str, float]]) 
     names = [n for n in rows if "semantic" in rows[n] or "instance" in rows[n]]
     colours = [_row_colour(n) for n in names]
     x = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=figure_size(11, 4.4))
     for ax, (task, key, label) in zip(
         axes,
         (("semantic", "miou", "semantic mIoU (%)"), ("instance", "ap50", "instance mask AP50 (%)")),
@@ -695,9 +714,11 @@ def comparison_bars(result: dict[str, Any], paper: dict[str, dict[str, float]]) 
         )
         for xi, v in zip(x + 0.2, ref, strict=True):
             if v is None:
-                ax.text(xi, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="dimgray")
+                ax.text(
+                    xi, 1, "n/a", ha="center", va="bottom", fontsize=MIN_FONT_PT, rotation=90, color="dimgray"
+                )
         ticks = [rows[n]["title"].split(" (")[0] for n in names]
-        ax.set_xticks(x, ticks, rotation=35, ha="right", fontsize=8)
+        ax.set_xticks(x, ticks, rotation=35, ha="right", fontsize=MIN_FONT_PT)
         ax.set_ylabel(label)
         ax.set_ylim(0, 100)
         ax.set_title(f"{task.capitalize()} networks trained on each kind of label", fontsize=10)
@@ -721,13 +742,13 @@ def sensitivity_bars(
     (solid: this run, dashed: the paper's). Rows as
     :func:`bbam_lite.experiments.networks.table5_rows` and ``table6_rows`` give them (percent)."""
     colour = COLOURS.get("bbam_paper", COLOURS["BBAM"])
-    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, layout="constrained", figsize=figure_size(11, 4))
     ax = axes[0]
     labels = [f"{r['theta_bg']:g}/{r['theta_fg']:g}" + (" +G" if r["grow"] == "on" else "") for r in table5]
     x = np.arange(len(table5))
     ax.bar(x - 0.2, [r["ap50"] or 0 for r in table5], 0.4, label="this run", color=colour)
     ax.bar(x + 0.2, [r["paper_ap50"] or 0 for r in table5], 0.4, label="paper (VOC val)", color="tab:gray")
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=MIN_FONT_PT)
     ax.set_xlabel("θ_bg / θ_fg (+G: seed growing)")
     ax.set_ylabel("instance mask AP50 (%)")
     ax.set_ylim(0, 100)
@@ -744,7 +765,7 @@ def sensitivity_bars(
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Table 6: λ", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", ncol=2)
+    ax.legend(fontsize=MIN_FONT_PT, loc="upper center", ncol=2)
     return fig
 
 
