@@ -346,13 +346,13 @@ def test_pseudo_label_box_crf_wording() -> None:
     assert "the maps do add to colour alone" in above
     run = _ablation({}, box_gain=0.01)
     halves = pl.size_halves(run["box"]["objects"], run["paper"]["objects"])
-    assert [h["objects"] for h in halves] == [2, 2] and "within what one object can move" in pl.size_verdict(
-        halves
-    )
-    halves[0]["gain"] = 0.2
-    assert "for the smaller objects" in pl.size_verdict(
-        halves
-    ) and "larger than one object moves" in pl.size_verdict(halves)
+    assert [h["objects"] for h in halves] == [2, 2] and halves[0]["one_object"] == pytest.approx(0.0)
+    assert "fares the same for both halves" in pl.size_verdict(halves)
+    halves[0]["gain"], halves[1]["one_object"] = 0.2, 0.1
+    assert "for the smaller objects" in pl.size_verdict(halves)
+    assert "larger than leaving out one object moves a half's mean (up to 0.100)" in pl.size_verdict(halves)
+    halves[1]["one_object"] = 0.5
+    assert "within what leaving out one object moves" in pl.size_verdict(halves)
 
 
 def test_pseudo_label_preset_band_rule_and_summary_wording() -> None:
@@ -382,11 +382,20 @@ def test_pseudo_label_preset_band_rule_and_summary_wording() -> None:
         "ignore_fraction": 0.007,
         "miou_ignore_as_background": 0.549,
     }
-    text = pl.preset_verdict(paper, q, {"box_crf": "Box + CRF", "grabcut": "GrabCut"})
+    run = _ablation({"paper": 0.559, "quantiles": 0.709})
+    text = pl.preset_verdict(run, q, {"box_crf": "Box + CRF", "grabcut": "GrabCut"})
     assert "scores 0.786 mIoU, above Box + CRF (0.738), above GrabCut (0.732)" in text
     assert "(0.650) is below Box + CRF (0.701), below GrabCut (0.697)" in text
-    assert "0.559 mIoU, below the authors' code" in text and "more than the small differences" in text
-    assert "less than it did" in pl.preset_verdict({**paper, "miou": 0.9}, q, {})
+    assert (
+        "(0.559 mIoU), the quantile rule on the same maps gains 0.150 and the authors' own maps then "
+        "gains 0.077" in text
+    )
+    worse = pl.preset_verdict(
+        _ablation({"paper": 0.559, "quantiles": 0.5}), {**q, "bbam": {**q["bbam"], "miou": 0.4}}, {}
+    )
+    assert (
+        "below box_crf (0.738)" in worse and "loses 0.059 and the authors' own maps then loses 0.100" in worse
+    )
     band = pl.band_verdict({"paper": paper, **q})
     assert "bbam 0.094 mIoU (band 7.6%)" in band and "The widest band (bbam) costs most" in band
     q["bbam"]["miou_ignore_as_background"] = 0.786
