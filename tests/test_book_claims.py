@@ -410,7 +410,7 @@ def test_pseudo_label_preset_band_rule_and_summary_wording() -> None:
     run = _ablation({"paper": 0.62, "quantiles": 0.705, "box": 0.764})
     summary = pl.summary(run, q, {"bbam": "BBAM"})
     assert "(0.764 mIoU) beats the paper's recipe" in summary and "beats the authors' quantile" in summary
-    assert "scores 0.786 mIoU, the best labels of the chapter" in summary
+    assert "scores 0.786 mIoU, the best of the table's last three rows" in summary
     other = pl.summary(
         _ablation({"quantiles": 0.8, "box": 0.7}), {**q, "bbam": {**q["bbam"], "miou": 0.7}}, {}
     )
