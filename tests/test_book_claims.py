@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bbam_lite.analysis import gradients, heads, label_noise, stride
+from bbam_lite.analysis import pseudo_labels as pl
 from bbam_lite.book import claims
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "book" / "chapters"
@@ -21,6 +22,7 @@ CONVERTED: tuple[str, ...] = (
     "07-head-complementarity",
     "09-stride",
     "10-gradient-methods",
+    "06-pseudo-labels",
 )
 
 
@@ -276,6 +278,143 @@ def test_gradient_wording_follows_the_numbers() -> None:
     assert "it follows the box's edges; the map most correlated with the edges over the box: SimpleGrad" in (
         gradients.edge_verdict([{"box": {"SimpleGrad": 0.3, "BBAM": 0.1}}])
     )
+
+
+def _ablation(
+    miou: dict, inst: dict | None = None, ignored: dict | None = None, box_gain: float = -0.1
+) -> dict:
+    """An ablation result of chapter 6 with the given mIoU (and instance IoU, ignored share) per variant."""
+    from dataclasses import asdict
+
+    inst, ignored = inst or miou, ignored or {}
+    variants = {
+        "paper": pl.PAPER,
+        "no_crf": pl.NO_CRF,
+        "refined": pl.REFINED,
+        "quantiles": pl.QUANTILES,
+        "box": pl.BOX_CRF,
+        "wide": pl.Variant(theta_fg=0.9, theta_bg=0.1),
+        "narrow": pl.Variant(theta_fg=0.5, theta_bg=0.5),
+    }
+    out = {}
+    for k, v in variants.items():
+        ious = [0.5, 0.6, 0.7, 0.8]
+        if k == "paper":
+            ious = [i + box_gain for i in ious]
+        out[k] = {
+            "variant": asdict(v),
+            "images": 12,
+            "miou": miou.get(k, 0.6),
+            "mean_instance_iou": inst.get(k, 0.5),
+            "ignore_fraction": ignored.get(k, 0.01),
+            "objects": [
+                {"image_id": i, "index": 0, "area_ratio": 0.1 * (i + 1), "iou": x} for i, x in enumerate(ious)
+            ],
+        }
+    return out
+
+
+def test_pseudo_label_steps_and_sweep_wording() -> None:
+    # chapter 6's lite run on 12 images (2026-12-04 probe): the CRF loses mIoU but gains instance IoU
+    run = _ablation(
+        {"paper": 0.622, "no_crf": 0.632, "refined": 0.631, "quantiles": 0.705, "box": 0.764},
+        {"paper": 0.487, "no_crf": 0.075, "refined": 0.488},
+    )
+    text = pl.steps_verdict(run)
+    assert "the CRF loses 0.010 mIoU" in text and "gains 0.412 mean instance IoU" in text
+    assert "as in the paper's Table 4" in text and "scores 0.705 mIoU, above the paper's value rule" in text
+    against = pl.steps_verdict(_ablation({"paper": 0.6, "refined": 0.5, "quantiles": 0.5}, {"refined": 0.4}))
+    assert "against the paper's Table 4" in against and "below the paper's value rule" in against
+    assert "on one measure only" in pl.steps_verdict(_ablation({"refined": 0.7}, {"refined": 0.4}))
+    wide = pl.sweep_verdict(
+        _ablation({"narrow": 0.618, "paper": 0.62, "wide": 0.626}, ignored={"narrow": 0.004, "wide": 0.01})
+    )
+    assert "θ 0.5 / 0.5 to θ 0.9 / 0.1" in wide and "rising with every step" in wide
+    assert "gains 0.008" in wide and "more wrong pixels than right ones" in wide
+    narrow = pl.sweep_verdict(
+        _ablation({"narrow": 0.63, "wide": 0.6}, ignored={"narrow": 0.02, "wide": 0.01})
+    )
+    assert "not rising with every step" in narrow and "as many right pixels as wrong ones" in narrow
+
+
+def test_pseudo_label_box_crf_wording() -> None:
+    below = pl.box_crf_verdict(_ablation({"quantiles": 0.705, "box": 0.764}, box_gain=-0.1))
+    assert "lie on average below the diagonal" in below and "better by more than 0.02 on 0 of 4" in below
+    assert "Against the paper's claim" in below and "these maps add nothing over colour alone" in below
+    above = pl.box_crf_verdict(_ablation({"quantiles": 0.8, "box": 0.7}, box_gain=0.1))
+    assert "lie on average above the diagonal" in above and "As the paper claims" in above
+    assert "the maps do add to colour alone" in above
+    run = _ablation({}, box_gain=0.01)
+    halves = pl.size_halves(run["box"]["objects"], run["paper"]["objects"])
+    assert [h["objects"] for h in halves] == [2, 2] and halves[0]["one_object"] == pytest.approx(0.0)
+    assert "fares the same for both halves" in pl.size_verdict(halves)
+    halves[0]["gain"], halves[1]["one_object"] = 0.2, 0.1
+    assert "for the smaller objects" in pl.size_verdict(halves)
+    assert "larger than leaving out one object moves a half's mean (up to 0.100)" in pl.size_verdict(halves)
+    halves[1]["one_object"] = 0.5
+    assert "within what leaving out one object moves" in pl.size_verdict(halves)
+
+
+def test_pseudo_label_preset_band_rule_and_summary_wording() -> None:
+    q = {
+        "box_crf": {
+            "miou": 0.738,
+            "mean_instance_iou": 0.701,
+            "ignore_fraction": 0.0,
+            "miou_ignore_as_background": 0.738,
+        },
+        "grabcut": {
+            "miou": 0.732,
+            "mean_instance_iou": 0.697,
+            "ignore_fraction": 0.0,
+            "miou_ignore_as_background": 0.732,
+        },
+        "bbam": {
+            "miou": 0.786,
+            "mean_instance_iou": 0.650,
+            "ignore_fraction": 0.076,
+            "miou_ignore_as_background": 0.692,
+        },
+    }
+    paper = {
+        "miou": 0.559,
+        "mean_instance_iou": 0.43,
+        "ignore_fraction": 0.007,
+        "miou_ignore_as_background": 0.549,
+    }
+    run = _ablation({"paper": 0.559, "quantiles": 0.709})
+    text = pl.preset_verdict(run, q, {"box_crf": "Box + CRF", "grabcut": "GrabCut"})
+    assert "scores 0.786 mIoU, above Box + CRF (0.738), above GrabCut (0.732)" in text
+    assert "(0.650) is below Box + CRF (0.701), below GrabCut (0.697)" in text
+    assert (
+        "(0.559 mIoU), the quantile rule on the same maps gains 0.150 mIoU; the authors' own maps under "
+        "that rule change it by a further +0.077." in text
+    )
+    worse = pl.preset_verdict(
+        _ablation({"paper": 0.559, "quantiles": 0.5}), {**q, "bbam": {**q["bbam"], "miou": 0.4}}, {}
+    )
+    assert (
+        "below box_crf (0.738)" in worse
+        and "loses 0.059 mIoU; the authors' own maps under that rule change it by a further -0.100" in worse
+    )
+    band = pl.band_verdict({"paper": paper, **q})
+    assert "bbam 0.094 mIoU (band 7.6%)" in band and "The widest band (bbam) costs most" in band
+    q["bbam"]["miou_ignore_as_background"] = 0.786
+    assert "is not the costliest (paper)" in pl.band_verdict({"paper": paper, **q})
+    objs = [
+        {"top": 0.56, "iou": {"θ 0.8 / 0.2": 0.0, "θ 0.5 / 0.2": 0.0, "area quantiles": 0.83}},
+        {"top": 0.87, "iou": {"θ 0.8 / 0.2": 0.547, "θ 0.5 / 0.2": 0.535, "area quantiles": 0.509}},
+    ]
+    assert "Here 1 of the 2 maps stay below 0.8" in pl.rules_verdict(objs)
+    assert "better than both value rules on 1 of the 2 objects" in pl.rules_verdict(objs)
+    run = _ablation({"paper": 0.62, "quantiles": 0.705, "box": 0.764})
+    summary = pl.summary(run, q, {"bbam": "BBAM"})
+    assert "(0.764 mIoU) beats the paper's recipe" in summary and "beats the authors' quantile" in summary
+    assert "scores 0.786 mIoU, the best of the table's last three rows" in summary
+    other = pl.summary(
+        _ablation({"quantiles": 0.8, "box": 0.7}), {**q, "bbam": {**q["bbam"], "miou": 0.7}}, {}
+    )
+    assert "does not beat the authors'" in other and "0.700 mIoU, below box_crf (0.738), the best" in other
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in CHAPTERS.glob("[0-9][0-9]-*.ipynb")))
