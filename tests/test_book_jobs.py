@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from book_helpers import REPO, book_env, book_run_command, notebook_outputs
 
+from bbam_lite.book.pages import cold_text
 from bbam_lite.book.runner import check_jobs, default_jobs
 from bbam_lite.utils.run_folder import CACHE_LOG_ENV
 
@@ -90,6 +91,19 @@ def test_jobs_is_checked_and_defaults_to_the_cores_at_most_one_per_chapter(monke
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError, match="--jobs must be a positive integer"):
             check_jobs(bad)
+
+
+def test_a_cold_run_says_how_many_chapters_ran_at_a_time():
+    cold = {
+        "seconds": 90,
+        "hardware": "AMD EPYC, 1 threads",
+        "finished": "2026-12-04T06:00:00",
+        "commit": "abc",
+    }
+    assert cold_text({"cold": {**cold, "jobs": 2}}).startswith(
+        "1.5 min on AMD EPYC, 1 threads, 2 chapters at"
+    )
+    assert "at a time" not in cold_text({"cold": {**cold, "jobs": 1}}) + cold_text({"cold": cold})
 
 
 # ------------------------------------------------------------------------------ made once

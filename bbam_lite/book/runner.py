@@ -15,11 +15,11 @@ with the working directory of the command, and its executed copy is written to `
 Run times. The record's ``seconds`` are those of the run that made the page, which may have reused
 the run folder's artefacts (``cache_hits`` counts them). A run is *cold* when the run folder was
 empty or absent when its batch started: everything it reused was made in the same batch, by itself
-or by the chapters executed before it (``after``). The record keeps the last cold run in ``cold``
-(seconds, CPU seconds, hardware, threads, date, commit, cache hits, after); a run that is not cold
-carries the previous record's ``cold`` over when the parameters other than ``run_dir`` are the
-same, so a cached rerun never overwrites the cold figure. Records without ``cold`` (written before
-it existed) read as "not measured".
+or by the chapters executed before it or, with ``--jobs N``, alongside it (``after``). The record
+keeps the last cold run in ``cold`` (seconds, CPU seconds, hardware, threads, jobs, date, commit,
+cache hits, after); a run that is not cold carries the previous record's ``cold`` over when the
+parameters other than ``run_dir`` are the same, so a cached rerun never overwrites the cold figure.
+Records without ``cold`` (written before it existed) read as "not measured".
 
 Parallel batches (``--jobs N``, N > 1). Up to N chapters run at the same time, each in its own
 process and kernel, started in chapter order as slots free up. Artefacts they share (dataset,
