@@ -12,7 +12,9 @@ notebook that needs an artefact makes it; later notebooks (and reruns) reuse it.
     RUN/results/<name>-<key>.json   an analysis result
 
 Every folder records its settings; everything is written atomically, so an interrupted notebook
-leaves nothing a rerun would trust.
+leaves nothing a rerun would trust. Each artefact is made under its lock in ``RUN/locks`` (see
+:func:`bbam_lite.utils.run_folder.made_once`): chapters running at the same time (``bbam-lite book
+run --jobs N``) that ask for the same artefact make it once, the others wait and read it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from bbam_lite.data import BoxDataset, load_dataset, reader_names
 from bbam_lite.utils.io import atomic_write_json, file_digest
 from bbam_lite.utils.profiles import profile_name
-from bbam_lite.utils.run_folder import note_cache
+from bbam_lite.utils.run_folder import made_once
 
 
 class ParameterError(ValueError):
@@ -158,10 +160,10 @@ class Workspace:
 
         s = self.synth_settings()
         root = self.run_dir / "data" / f"synthetic-{settings_key(asdict(s))}"
-        if ("noted", root) not in self._cache:  # one lookup per workspace, not one per call
-            self._cache[("noted", root)] = True
-            note_cache("data", root, (root / "dataset.json").exists())
-        return ensure_synthetic(root, s, progress=False)
+        if ("made", root) not in self._cache:  # one lookup per workspace, not one per call
+            with made_once(self.run_dir, "data", root, (root / "dataset.json").exists):
+                self._cache[("made", root)] = ensure_synthetic(root, s, progress=False)
+        return self._cache[("made", root)]
 
     def data(self, split: str = "train") -> BoxDataset:
         """A split of the workspace's dataset (synthetic splits: train | val)."""
@@ -203,11 +205,13 @@ class Workspace:
         run = (
             self.run_dir / "detector" / settings_key({"config": asdict(cfg), "data": info, "seed": self.seed})
         )
-        if ("noted", run) not in self._cache:
-            self._cache[("noted", run)] = True
-            note_cache("detector", run, (run / "detector.pt").exists())
-        if not (run / "detector.pt").exists():
-            train_detector(self.data("train"), self.data("val"), run, cfg, self.device, self.seed, info)
+        if ("made", run) not in self._cache:
+            with made_once(self.run_dir, "detector", run, (run / "detector.pt").exists) as finished:
+                if not finished:
+                    train_detector(
+                        self.data("train"), self.data("val"), run, cfg, self.device, self.seed, info
+                    )
+            self._cache[("made", run)] = True
         return run / "detector.pt"
 
     def detector_digest(self) -> str:
@@ -284,14 +288,14 @@ class Workspace:
                 settings = replace(settings, maps_from=str(base_dir))
         out = self.labels_dir(settings, split, limit)
         quality = out / "quality.json"
-        note_cache("labels", out, quality.exists())
-        if quality.exists():
-            return out, json.loads(quality.read_text())
-        ds, ref = self.data(split), self.detector_ref  # the detector: loaded only if the labels need it
-        q = generate(
-            LabelJob.make(ds, settings, out, ref, self.mean, device=self.device, limit=limit, progress=False)
-        )
-        return out, q
+        with made_once(self.run_dir, "labels", out, quality.exists) as finished:
+            if finished:
+                return out, json.loads(quality.read_text())
+            ds, ref = self.data(split), self.detector_ref  # the detector: loaded only if the labels need it
+            job = LabelJob.make(
+                ds, settings, out, ref, self.mean, device=self.device, limit=limit, progress=False
+            )
+            return out, generate(job)
 
     # ---------------------------------------------------------------------------- analyses
     def cached_json(
@@ -309,12 +313,12 @@ class Workspace:
         if uses_detector:
             full["detector"] = self.detector_digest()
         path = self.run_dir / "results" / f"{name}-{settings_key(full)}.json"
-        note_cache("result", path, path.exists())
-        if path.exists():
-            return json.loads(path.read_text())["result"]
-        result = compute()
-        atomic_write_json(path, {"settings": full, "result": result}, indent=1)
-        return result
+        with made_once(self.run_dir, "result", path, path.exists) as finished:
+            if finished:
+                return json.loads(path.read_text())["result"]
+            result = compute()
+            atomic_write_json(path, {"settings": full, "result": result}, indent=1)
+            return result
 
     def describe(self) -> str:
         """One line for a chapter's header: profile, data, device and hardware."""

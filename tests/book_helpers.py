@@ -49,7 +49,7 @@ def smoke_book(base: Path) -> subprocess.CompletedProcess:
         batches = [stems[:half], stems[half:]]
         procs = [
             subprocess.Popen(
-                book_run_command(base / "chapters", base / f"run-{i}", "--only", *batch),
+                book_run_command(base / "chapters", base / f"run-{i}", "--jobs", "1", "--only", *batch),
                 cwd=REPO,
                 env=book_env(),
                 stdout=subprocess.PIPE,

@@ -80,7 +80,7 @@ def test_notebook_executes_at_smoke(smoke, stem):
 def test_killed_batch_resumes_with_the_outputs_of_an_uninterrupted_run(smoke, tmp_path):
     base, _ = smoke
     out, run = tmp_path / "chapters", tmp_path / "run"
-    cmd = book_run_command(out, run, "--only", "01", "02")
+    cmd = book_run_command(out, run, "--only", "01", "02", "--jobs", "1")  # 01 finishes before 02 starts
     proc = subprocess.Popen(cmd, cwd=REPO, env=book_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     partial = out / ".book-run" / "02-data.partial.ipynb"

@@ -27,7 +27,7 @@ def cmd_book_run(args: argparse.Namespace) -> int:
     notebooks = select(discover(args.notebooks), args.only)
     if args.profile == "smoke":  # a minute of torch.compile per kernel would dominate smoke runs
         os.environ.setdefault("BBAM_LITE_EAGER_ROI_ALIGN", "1")
-    run = BookRun(notebooks, args.out, params, args.kernel)  # checks every parameter first
+    run = BookRun(notebooks, args.out, params, args.kernel, jobs=args.jobs)  # checks every parameter first
     ensure_kernel(args.kernel)
     outcomes = run.run(force=args.force)
     return EXIT_FAILED_NOTEBOOK if any(o.status == "failed" for o in outcomes) else 0
@@ -49,11 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser(
         "run",
-        help="execute the chapter notebooks in order (resumable)",
-        description="Execute notebooks/NN-slug.ipynb in order with papermill and write executed copies "
-        "to OUT (default book/chapters). A notebook that finished earlier with the same parameters is "
-        "skipped; a failed notebook is reported with its failing cell and the others still run (exit "
-        "status 1). Run from the repository root.",
+        help="execute the chapter notebooks, several at a time (resumable)",
+        description="Execute notebooks/NN-slug.ipynb with papermill, up to --jobs at a time in chapter "
+        "order, and write executed copies to OUT (default book/chapters). Chapters running together "
+        "make what they share (data, detector, labels, results) once, under a lock in the run folder. "
+        "A notebook that finished earlier with the same parameters is skipped; a failed notebook is "
+        "reported with its failing cell and the others still run (exit status 1). Run from the "
+        "repository root.",
     )
     run.add_argument(
         "--profile",
@@ -77,6 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="source notebooks folder")
     run.add_argument("--kernel", default="bbam-lite", help="Jupyter kernel name (registered if missing)")
     run.add_argument("--force", action="store_true", help="re-execute notebooks that finished earlier")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="chapters executed at the same time, each kernel on one thread (default: the cores this "
+        "process may use, at most one per selected chapter); 1: one after another, with the threads "
+        "the environment gives (OMP_NUM_THREADS=1 for the same numbers as a parallel run)",
+    )
     run.set_defaults(func=cmd_book_run)
 
     build = sub.add_parser(
@@ -92,4 +103,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--out", type=Path, default=None, help="build folder (default BOOK/_build)")
     build.set_defaults(func=cmd_book_build)
-

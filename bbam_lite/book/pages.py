@@ -84,9 +84,10 @@ def cold_run(marker: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _cold_where(cold: dict[str, Any]) -> str:
+    jobs = cold.get("jobs", 1)
     return (
-        f"{cold.get('hardware', '?')}, {str(cold.get('finished', ''))[:10]}, "
-        f"commit `{str(cold.get('commit', 'unknown'))[:12]}`"
+        f"{cold.get('hardware', '?')}{f', {jobs} chapters at a time' if jobs != 1 else ''}, "
+        f"{str(cold.get('finished', ''))[:10]}, commit `{str(cold.get('commit', 'unknown'))[:12]}`"
     )
 
 
@@ -156,9 +157,10 @@ def statistics_page(chapters_dir: Path) -> str:
         "records when the book is built. *This page* is the wall-clock time of the run that made the",
         "page, which may have reused artefacts cached in the run folder (*reused*: how many).",
         "*Cold* is the chapter's last run in a `book run` batch that started from an empty run",
-        "folder, so that it computed all it used itself or after the chapters before it in that",
-        "batch; a cached rerun never replaces it. Records written before cold runs were recorded say",
-        "*not measured*.",
+        "folder, so that all it used was computed in that batch, by itself or by the chapters that",
+        "ran before it or alongside it (`--jobs N` runs N chapters at a time, one thread each, and",
+        "makes what they share once); a cached rerun never replaces it. Records written before cold",
+        "runs were recorded say *not measured*.",
         "",
         "| chapter | profile | device | hardware | this page (min) | reused | cold (min) "
         "| cold run | date | commit |",

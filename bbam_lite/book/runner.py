@@ -1,4 +1,4 @@
-"""Execute the chapter notebooks with papermill, in order, resumably.
+"""Execute the chapter notebooks with papermill, in order or several at a time, resumably.
 
 Each ``notebooks/NN-slug.ipynb`` runs in a fresh kernel (the venv's, registered as ``bbam-lite``)
 with the working directory of the command, and its executed copy is written to ``OUT/NN-slug.ipynb``
@@ -15,11 +15,25 @@ with the working directory of the command, and its executed copy is written to `
 Run times. The record's ``seconds`` are those of the run that made the page, which may have reused
 the run folder's artefacts (``cache_hits`` counts them). A run is *cold* when the run folder was
 empty or absent when its batch started: everything it reused was made in the same batch, by itself
-or by the chapters executed before it (``after``). The record keeps the last cold run in ``cold``
-(seconds, CPU seconds, hardware, threads, date, commit, cache hits, after); a run that is not cold
-carries the previous record's ``cold`` over when the parameters other than ``run_dir`` are the
-same, so a cached rerun never overwrites the cold figure. Records without ``cold`` (written before
-it existed) read as "not measured".
+or by the chapters executed before it or, with ``--jobs N``, alongside it (``after``). The record
+keeps the last cold run in ``cold`` (seconds, CPU seconds, hardware, threads, jobs, date, commit,
+cache hits, after); a run that is not cold carries the previous record's ``cold`` over when the
+parameters other than ``run_dir`` are the same, so a cached rerun never overwrites the cold figure.
+Records without ``cold`` (written before it existed) read as "not measured".
+
+Parallel batches (``--jobs N``, N > 1). Up to N chapters run at the same time, each in its own
+process and kernel, started in chapter order as slots free up. Artefacts they share (dataset,
+detector, labels folders, analysis results) are made once: each is made under its lock in the run
+folder (:func:`bbam_lite.utils.run_folder.made_once`), a chapter asking for one that another is
+making waits and then reads it. Every kernel runs one thread (``OMP_NUM_THREADS=1`` and the like),
+so a chapter's results do not depend on N; ``--jobs 1`` executes the chapters one after another in
+this process with the threads the environment gives (the torch default: every core), as before
+``--jobs`` existed; set ``OMP_NUM_THREADS=1`` for the parallel batches' numbers. The record's
+``threads`` and ``hardware`` say how many threads the kernel had, ``jobs`` the batch's N. In a
+parallel cold batch a chapter's ``after`` lists the chapters that ran before it *or alongside it*
+(started before it finished): any of them may have made what it reused. A killed parallel batch
+resumes like a sequential one: finished chapters are skipped, and the artefacts they or the killed
+ones finished are reused (each is written atomically; a dead process's lock is released by the OS).
 
 A notebook that fails is reported with the cell that failed; its executed copy is kept as
 ``OUT/.book-run/NN-slug.failed.ipynb`` and the other notebooks still run.
@@ -30,13 +44,15 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import multiprocessing
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -170,6 +186,24 @@ def _failure_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def check_jobs(jobs: Any) -> int:
+    """``--jobs``: a positive integer (one line otherwise)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+    return jobs
+
+
+def default_jobs(n_notebooks: int) -> int:
+    """``--jobs``' default: the cores this process may use, at most one per selected notebook."""
+    from bbam_lite.pseudo.workers import available_cores
+
+    return max(1, min(available_cores(), n_notebooks))
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 class BookRun:
     """One batch: which notebooks, with which parameters, written where."""
 
@@ -181,17 +215,22 @@ class BookRun:
         kernel: str = KERNEL,
         cwd: Path | None = None,
         log: Callable[[str], None] | None = None,
+        jobs: int | None = None,
     ) -> None:
         self.notebooks = list(notebooks)
         self.out_dir = Path(out_dir)
         self.state = self.out_dir / STATE_DIR
         self.kernel = kernel
         self.cwd = Path(cwd) if cwd else Path.cwd()
-        self.log = log or (lambda line: print(line, flush=True))
+        self.log = log or _say
+        self.jobs = default_jobs(len(self.notebooks)) if jobs is None else check_jobs(jobs)
         self.declared = {p.stem: declared_parameters(p) for p in self.notebooks}
         check_declared(parameters, self.declared)
         self.common = check_common(parameters)
         self.given = parameters
+
+    def __getstate__(self) -> dict[str, Any]:  # what a chapter's process gets: no log function
+        return {**self.__dict__, "log": None}
 
     def parameters_for(self, notebook: Path) -> dict[str, Any]:
         """``profile`` and ``run_dir`` always; other given parameters where the notebook declares them."""
@@ -232,8 +271,17 @@ class BookRun:
         return saved if isinstance(saved, dict) else {}
 
     def execute(self, notebook: Path, cold_after: list[str] | None = None) -> Outcome:
-        """Run one notebook; ``cold_after`` (not None in a batch that started from an empty run
-        folder) lists the chapters executed before it in that batch, and makes the run cold."""
+        """Run one notebook and record it; ``cold_after`` (not None in a batch that started from an
+        empty run folder) lists the chapters executed before it in that batch, and makes the run cold."""
+        outcome, this = self.run_notebook(notebook)
+        if this is not None:
+            self.write_record(notebook, this, cold_after)
+        return outcome
+
+    def run_notebook(self, notebook: Path) -> tuple[Outcome, dict[str, Any] | None]:
+        """Execute one notebook into its final name (``.failed.ipynb`` if it fails); returns the
+        outcome and, if it finished, how it ran (seconds, CPU, hardware, threads, date, commit,
+        cache hits) for :meth:`write_record`."""
         import papermill
         import torch
 
@@ -266,7 +314,7 @@ class BookRun:
             if partial.exists():
                 os.replace(partial, failed)
             seconds, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
-            return Outcome(notebook.stem, "failed", seconds, _failure_message(exc), cpu)
+            return Outcome(notebook.stem, "failed", seconds, _failure_message(exc), cpu), None
         finally:
             if before is None:
                 os.environ.pop(CACHE_LOG_ENV, None)
@@ -281,11 +329,18 @@ class BookRun:
             "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu, 1),
             "hardware": hardware(),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(),  # the kernel's: it inherits this process's settings
+            "jobs": self.jobs,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(self.cwd, ("bbam_lite", "notebooks")),
             "cache_hits": hits,
         }
+        return Outcome(notebook.stem, "done", seconds, cpu_seconds=cpu), this
+
+    def write_record(self, notebook: Path, this: dict[str, Any], cold_after: list[str] | None) -> None:
+        """Write ``OUT/.book-run/NN-slug.json`` for a finished run (atomically); ``cold_after`` as
+        in :meth:`execute`."""
+        output = self.out_dir / notebook.name
         record = {**self.record(notebook), "output": notebook.name, "output_sha256": file_sha256(output)}
         record.update(this, device=self.common["device"])
         previous = self.previous_record(notebook)
@@ -294,40 +349,119 @@ class BookRun:
         elif isinstance(previous.get("cold"), dict) and same_settings(previous, record):
             record["cold"] = previous["cold"]
         atomic_write_json(self.state / f"{notebook.stem}.json", record, indent=1)
-        return Outcome(notebook.stem, "done", seconds, cpu_seconds=cpu)
 
     def run(self, force: bool = False) -> list[Outcome]:
-        """Execute every notebook in order (skipping finished ones unless ``force``)."""
+        """Execute every notebook (skipping finished ones unless ``force``): in order, or up to
+        ``jobs`` at a time."""
         logging.getLogger("papermill").setLevel(logging.WARNING)
         n = len(self.notebooks)
-        outcomes = []
+        outcomes: dict[str, Outcome] = {}
         t0 = time.perf_counter()
         run_dir = self.cwd / self.common["run_dir"]
         cold = run_folder_empty(run_dir)  # then every run of this batch is recorded as cold
-        executed: list[str] = []
-        for i, nb in enumerate(self.notebooks, 1):
-            head = f"[{i:>2}/{n}] {nb.stem:<28}"
+        heads = {nb.stem: f"[{i:>2}/{n}] {nb.stem:<28}" for i, nb in enumerate(self.notebooks, 1)}
+        todo = []
+        for nb in self.notebooks:
             if not force and self.is_finished(nb):
-                outcome = Outcome(nb.stem, "skipped", 0.0, "finished earlier with the same parameters")
-                self.log(f"{head} skipped ({outcome.message}; --force reruns it, --out DIR writes elsewhere)")
+                outcomes[nb.stem] = Outcome(
+                    nb.stem, "skipped", 0.0, "finished earlier with the same parameters"
+                )
+                self.log(
+                    f"{heads[nb.stem]} skipped ({outcomes[nb.stem].message}; --force reruns it, "
+                    "--out DIR writes elsewhere)"
+                )
             else:
-                outcome = self.execute(nb, list(executed) if cold else None)
-                executed.append(nb.stem)
-                if outcome.status == "done":
-                    self.log(
-                        f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s"
-                        + ("; cold: the run folder was empty at the start)" if cold else ")")
-                    )
-                else:
-                    where = self.state / f"{nb.stem}.failed.ipynb"
-                    self.log(f"{head} FAILED after {outcome.seconds:.1f} s: {outcome.message} (see {where})")
-            outcomes.append(outcome)
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-        failed = [o.name for o in outcomes if o.status == "failed"]
+                todo.append(nb)
+        if self.jobs > 1 and todo:
+            self.log(
+                f"{len(todo)} to execute, up to {self.jobs} at a time, one thread per kernel "
+                "(--jobs 1: one after another)"
+            )
+            done = self._run_parallel(todo, cold)
+        else:
+            done = self._run_sequential(todo, cold)
+        for outcome in done:
+            outcomes[outcome.name] = outcome
+            head = heads[outcome.name]
+            if outcome.status == "done":
+                self.log(
+                    f"{head} done in {outcome.seconds:.1f} s (kernel CPU {outcome.cpu_seconds:.1f} s"
+                    + ("; cold: the run folder was empty at the start)" if cold else ")")
+                )
+            else:
+                where = self.state / f"{outcome.name}.failed.ipynb"
+                self.log(f"{head} FAILED after {outcome.seconds:.1f} s: {outcome.message} (see {where})")
+        ordered = [outcomes[nb.stem] for nb in self.notebooks]
+        counts = {s: sum(o.status == s for o in ordered) for s in ("done", "skipped", "failed")}
+        failed = [o.name for o in ordered if o.status == "failed"]
         self.log(
             f"{n} notebooks in {(time.perf_counter() - t0) / 60:.1f} min: {counts['done']} done, "
             f"{counts['skipped']} skipped, {counts['failed']} failed"
             + (f" ({', '.join(failed)})" if failed else "")
             + f"; executed copies in {self.out_dir}"
         )
-        return outcomes
+        return ordered
+
+    def _run_sequential(self, todo: list[Path], cold: bool) -> Iterator[Outcome]:
+        executed: list[str] = []
+        for nb in todo:
+            outcome = self.execute(nb, list(executed) if cold else None)
+            executed.append(nb.stem)
+            yield outcome
+
+    def _run_parallel(self, todo: list[Path], cold: bool) -> Iterator[Outcome]:
+        """Up to ``jobs`` chapters at a time, each in a process of its own (spawned with one thread
+        per library), started in chapter order; yields each outcome as its chapter ends."""
+        from multiprocessing.connection import wait
+
+        from bbam_lite.pseudo.workers import one_thread_environment
+
+        context = multiprocessing.get_context("spawn")
+        pending = list(todo)
+        started: list[str] = []
+        running: dict[Any, tuple[Path, Any, Any, float]] = {}  # sentinel: notebook, process, pipe, start
+        try:
+            while pending or running:
+                while pending and len(running) < self.jobs:
+                    nb = pending.pop(0)
+                    receive, send = context.Pipe(duplex=False)
+                    proc = context.Process(
+                        target=_chapter_process, args=(self, nb, os.getpid(), send), name=f"book-{nb.stem}"
+                    )
+                    with one_thread_environment():  # the process and its kernel read them as they start
+                        proc.start()
+                    send.close()
+                    running[proc.sentinel] = (nb, proc, receive, time.perf_counter())
+                    started.append(nb.stem)
+                for sentinel in wait(list(running)):
+                    nb, proc, receive, t_start = running.pop(sentinel)
+                    result = receive.recv() if receive.poll() else None
+                    receive.close()
+                    proc.join()
+                    if result is None:
+                        seconds = time.perf_counter() - t_start
+                        why = f"its process ended with exit status {proc.exitcode} before it reported"
+                        yield Outcome(nb.stem, "failed", seconds, why)
+                        continue
+                    outcome, this = result
+                    if this is not None:
+                        # ran before or alongside it: every chapter started before it finished
+                        after = [s for s in started if s != nb.stem]
+                        self.write_record(nb, this, after if cold else None)
+                    yield outcome
+        finally:
+            for _, proc, receive, _ in running.values():  # interrupted: stop the chapters still running
+                proc.terminate()
+                proc.join()
+                receive.close()
+
+
+def _chapter_process(run: BookRun, notebook: Path, parent: int, conn: Any) -> None:
+    """A parallel batch's process for one chapter: runs it, sends back (outcome, how it ran). It
+    ignores Ctrl-C (the batch stops it) and ends when the batch's process does, however it ends."""
+    from bbam_lite.pseudo.workers import watch_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_parent(parent)
+    conn.send(run.run_notebook(notebook))
+    conn.close()

@@ -191,9 +191,10 @@ def watch_parent(pid: int, poll: float = 0.5) -> threading.Thread:
 
 
 @contextlib.contextmanager
-def _one_thread_environment() -> Iterator[None]:
-    """Set the thread variables for the workers started inside the block (they read them as their
-    libraries load); this process's libraries are loaded already and keep their threads."""
+def one_thread_environment() -> Iterator[None]:
+    """One thread (torch, OpenMP / BLAS) for the processes started inside the block (they read the
+    variables as their libraries load): the label workers, ``book run --jobs N``'s chapters; this
+    process's libraries are loaded already and keep their threads."""
     old = {k: os.environ.get(k) for k in _ONE_THREAD}
     os.environ.update(_ONE_THREAD)
     try:
@@ -249,7 +250,7 @@ class ImageWorkers:
     def __enter__(self) -> ImageWorkers:
         if self.workers > 1:
             self._env = contextlib.ExitStack()
-            self._env.enter_context(_one_thread_environment())
+            self._env.enter_context(one_thread_environment())
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 _context(self.start_method),

@@ -1,11 +1,17 @@
-"""Run folders: the settings a run was made with (a rerun with other settings is refused), and the
-one-line descriptions of the machine and of the code's commit that results files record."""
+"""Run folders: the settings a run was made with (a rerun with other settings is refused), one lock
+per shared artefact (made once however many processes ask for it), and the one-line descriptions
+of the machine and of the code's commit that results files record."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import platform
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bbam_lite.utils.io import atomic_write_json
@@ -91,8 +97,6 @@ CACHE_LOG_ENV = "BBAM_LITE_CACHE_LOG"
 
 def note_cache(kind: str, path: Path, hit: bool) -> None:
     """Log one artefact lookup to the file named by :data:`CACHE_LOG_ENV` (nothing if unset)."""
-    import os
-
     log = os.environ.get(CACHE_LOG_ENV)
     if log:
         with open(log, "a", encoding="utf-8") as f:
@@ -106,3 +110,52 @@ def cache_hits(log: Path) -> int:
     except OSError:
         return 0
     return sum(line.startswith("hit ") for line in lines)
+
+
+#: ``RUN/locks/<kind>-<artefact name>.lock``: one lock file per artefact of a run folder.
+LOCKS_DIR = "locks"
+
+#: Lock files this process holds (a nested request for the same artefact does not lock again).
+_HELD: set[Path] = set()
+
+
+@contextmanager
+def artefact_lock(run: Path, kind: str, path: Path) -> Iterator[None]:
+    """Hold the run folder's exclusive lock on artefact ``path`` (kind ``data``, ``labels``, ...).
+
+    ``flock`` on ``RUN/locks/<kind>-<name>.lock``: a second process asking for the same artefact
+    waits until the first is done; the OS releases the lock of a process that dies, so a killed
+    run never leaves a stale lock. A run folder where the lock cannot be made (read-only media) is
+    used without one: nothing can be written there anyway."""
+    lock = Path(run) / LOCKS_DIR / f"{kind}-{Path(path).name}.lock"
+    if lock in _HELD:
+        yield
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a")
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD.add(lock)
+        try:
+            yield
+        finally:
+            _HELD.discard(lock)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def made_once(run: Path, kind: str, path: Path, finished: Callable[[], bool]) -> Iterator[bool]:
+    """The one way a run-folder artefact is made: under its :func:`artefact_lock`, yields whether
+    ``finished()`` (then the caller reads it) or not (then the caller makes it, inside the block,
+    writing it atomically or marking it finished last). The lookup is logged (:func:`note_cache`)
+    after any wait, so an artefact another chapter made meanwhile counts as reused."""
+    with artefact_lock(run, kind, path):
+        done = finished()
+        note_cache(kind, path, done)
+        yield done
