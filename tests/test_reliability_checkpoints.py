@@ -175,6 +175,8 @@ def test_segmentation_checkpoints_record_the_backbone_norm(tmp_path, monkeypatch
     assert torch.load(tmp_path / "model.pt", weights_only=True)["architecture"] == {
         "norm": "frozen_batch_norm"
     }
-    monkeypatch.setattr(semantic, "in_torch_cache", lambda weights: pytest.fail("cache consulted"))
+    from bbam_lite.detector import model as model_module  # the one place the cache is consulted
+
+    monkeypatch.setattr(model_module, "in_torch_cache", lambda weights: pytest.fail("cache consulted"))
     loaded = load_segmenter(tmp_path / "model.pt").model
     assert any(isinstance(m, tv.ops.misc.FrozenBatchNorm2d) for m in loaded.backbone.modules())

@@ -210,34 +210,39 @@ def in_torch_cache(weights: Any) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
 
 
-_SCRATCH_WARNED = False
-
 #: The backbone norms a checkpoint records (``architecture["norm"]``) and the layers they build.
 NORMS = ("group_norm", "frozen_batch_norm", "batch_norm")
 
+_SCRATCH_WARNED: set[str] = set()  # the networks warned about (once each per process)
+
+
+def imagenet_start(backbone: str, norm: str | None, network: str) -> tuple[Any, str]:
+    """How a ResNet ``backbone`` (resnet50 | resnet101) of ``network`` starts: ``(weights, norm)``.
+
+    ``norm`` None (training): ImageNet weights with frozen norms when they are in the torch cache,
+    otherwise no weights and trainable norms, with one warning per network; a recorded ``norm``
+    (loading a checkpoint): that norm, no pretrained weights (the checkpoint brings them)."""
+    from torchvision.models import ResNet50_Weights, ResNet101_Weights
+
+    if norm is not None:
+        return None, norm
+    weights = (ResNet101_Weights if backbone == "resnet101" else ResNet50_Weights).IMAGENET1K_V1
+    use = weights if in_torch_cache(weights) else None
+    if use is None and network not in _SCRATCH_WARNED:
+        warnings.warn(
+            f"no pretrained {backbone} weights in the torch cache ({torch.hub.get_dir()}); "
+            f"{network} starts from scratch",
+            stacklevel=4,
+        )
+        _SCRATCH_WARNED.add(network)
+    return use, "frozen_batch_norm" if use else "batch_norm"
+
 
 def _resnet_fpn(cfg: DetectorConfig, norm: str | None) -> nn.Module:
-    """A ResNet-FPN backbone: ``norm`` None (training) uses ImageNet weights with frozen norms when
-    they are in the torch cache and trainable norms from scratch otherwise; a recorded ``norm``
-    (loading a checkpoint) builds that norm without pretrained weights."""
-    global _SCRATCH_WARNED
-    from torchvision.models import ResNet50_Weights, ResNet101_Weights
+    """A ResNet-FPN backbone started as :func:`imagenet_start` says."""
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-    use = None
-    if norm is None:
-        weights = (
-            ResNet50_Weights.IMAGENET1K_V1 if cfg.backbone == "resnet50" else ResNet101_Weights.IMAGENET1K_V1
-        )
-        use = weights if in_torch_cache(weights) else None
-        if use is None and not _SCRATCH_WARNED:
-            warnings.warn(
-                f"no pretrained {cfg.backbone} weights in the torch cache ({torch.hub.get_dir()}); "
-                "training starts from scratch",
-                stacklevel=3,
-            )
-            _SCRATCH_WARNED = True
-        norm = "frozen_batch_norm" if use else "batch_norm"
+    use, norm = imagenet_start(cfg.backbone, norm, "training")
     return resnet_fpn_backbone(
         backbone_name=cfg.backbone,
         weights=use,

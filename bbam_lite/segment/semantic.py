@@ -30,7 +30,6 @@ Multi-scale inputs with max fusion (DeepLab-v2's MSC) are not used.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bbam_lite.compat import import_torchvision
-from bbam_lite.detector.model import BasicBlock, group_norm, in_torch_cache, resnet_norm_layer
+from bbam_lite.detector.model import BasicBlock, group_norm, imagenet_start, resnet_norm_layer
 from bbam_lite.segment.seed_growing import IGNORE, SeedGrowing, grow_seeds
 from bbam_lite.utils.profiles import profile_name
 
@@ -160,28 +159,12 @@ class SmallDilatedResNet(nn.Module):
         return self.stages(self.stem(x))
 
 
-_SCRATCH_WARNED = False
-
-
 def _resnet_os8(name: str, norm: str | None = None) -> tuple[nn.Module, int]:
-    """torchvision ResNet with layers 3 and 4 dilated (output stride 8): ``norm`` None (training)
-    uses ImageNet weights with frozen norms if cached, trainable norms from scratch otherwise; a
-    recorded ``norm`` (loading a checkpoint) builds that norm without pretrained weights."""
-    global _SCRATCH_WARNED
+    """torchvision ResNet with layers 3 and 4 dilated (output stride 8), started as
+    :func:`~bbam_lite.detector.model.imagenet_start` says."""
     from torchvision import models
 
-    use = None
-    if norm is None:
-        weights = (models.ResNet101_Weights if name == "resnet101" else models.ResNet50_Weights).IMAGENET1K_V1
-        use = weights if in_torch_cache(weights) else None
-        if use is None and not _SCRATCH_WARNED:
-            warnings.warn(
-                f"no pretrained {name} weights in the torch cache ({torch.hub.get_dir()}); DeepLab starts "
-                "from scratch",
-                stacklevel=3,
-            )
-            _SCRATCH_WARNED = True
-        norm = "frozen_batch_norm" if use else "batch_norm"
+    use, norm = imagenet_start(name, norm, "DeepLab")
     net = getattr(models, name)(
         weights=use, replace_stride_with_dilation=[False, True, True], norm_layer=resnet_norm_layer(norm)
     )
