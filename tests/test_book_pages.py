@@ -115,3 +115,22 @@ def test_the_index_page_carries_the_marker_of_its_generated_chapter_list():
 
     intro = (REPO / "book" / "intro.md").read_text(encoding="utf-8")
     assert CHAPTER_LIST_MARKER in intro and "run on 20" not in intro
+
+
+def test_the_course_page_lists_the_labs_cold_times_from_the_records(tmp_path):
+    from book_helpers import REPO
+
+    from bbam_lite.book.pages import COLD_TABLE_MARKER, GENERATED, cold_table
+
+    _chapter(tmp_path / "03-a.ipynb")
+    _chapter(tmp_path / "05-b.ipynb")
+    cold = {"seconds": 150.0, "hardware": "AMD EPYC, 1 threads", "finished": "2026-12-04T06:00:00+00:00"}
+    _marker(tmp_path, "03-a", cold=cold)
+    _marker(tmp_path, "05-b")
+    text = cold_table(tmp_path)
+    assert "| [7. A chapter](chapters/03-a.ipynb) | 2.5 | AMD EPYC, 1 threads, 2026-12-04" in text
+    assert "| [7. A chapter](chapters/05-b.ipynb) | | not measured |" in text
+    assert "Cold total of the chapters measured: 2.5 minutes; not measured: chapters 05." in text
+    course = (REPO / "book" / "course.md").read_text(encoding="utf-8")
+    assert COLD_TABLE_MARKER in course and GENERATED[COLD_TABLE_MARKER] is cold_table
+    assert "(cold:" not in course, "a lab's cold time typed in the plan: the generated table gives it"

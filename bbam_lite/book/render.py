@@ -33,9 +33,8 @@ import nbformat
 import yaml
 
 from bbam_lite.book.pages import (
-    CHAPTER_LIST_MARKER,
+    GENERATED,
     STATISTICS_PAGE,
-    chapter_list,
     read_markers,
     reader_view,
     statistics_page,
@@ -179,10 +178,12 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
                     )
                 nbformat.write(notebook, stage / "chapters" / nb.name)
         (stage / f"{STATISTICS_PAGE}.md").write_text(statistics_page(chapters_dir), encoding="utf-8")
-    for page in stage.glob("*.md"):  # the index's chapter list and run dates, from the chapters
+    for page in stage.glob("*.md"):  # the index's chapter list, the labs' cold times: from the records
         text = page.read_text(encoding="utf-8")
-        if CHAPTER_LIST_MARKER in text:
-            page.write_text(text.replace(CHAPTER_LIST_MARKER, chapter_list(chapters_dir)), encoding="utf-8")
+        for marker, write in GENERATED.items():
+            if marker in text:
+                text = text.replace(marker, write(chapters_dir))
+                page.write_text(text, encoding="utf-8")
     toc = yaml.safe_load((book_dir / "_toc.yml").read_text(encoding="utf-8"))
     missing: list[str] = []
     reduced = filter_toc(toc, stage, missing)
