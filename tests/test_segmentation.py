@@ -443,3 +443,36 @@ def test_deeplab_backbone_starts_from_a_detector_backbone() -> None:
     smoke = build_semantic_model(get_semantic_profile("smoke"), 6)
     with pytest.raises(ValueError, match="det.pt: detector backbone does not fit"):
         smoke.load_detector_backbone(det, "det.pt")
+
+
+def test_comparison_trains_networks_in_parallel_with_the_same_numbers(
+    tiny_synth, box_labels, tmp_path
+) -> None:
+    from dataclasses import replace
+
+    from bbam_lite.experiments.networks import ComparisonSettings, Row, compare
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers run one thread: so does this process, as book run's chapters
+    try:
+        s = ComparisonSettings(tiny_synth, tmp_path / "one", ("semantic", "instance"), "smoke", val_limit=2)
+        s = replace(s, semantic_iterations=1, instance_iterations=1)
+        rows = {"box": Row("Box", str(box_labels)), "again": Row("Box again", str(box_labels))}
+        one = compare(s, rows)
+        two = compare(replace(s, out=tmp_path / "two", jobs=2), rows)
+    finally:
+        torch.set_num_threads(threads)
+    timing = ("train_seconds", "train_cpu_seconds")
+
+    def scores(result: dict) -> dict:
+        return {
+            n: {t: {k: v for k, v in r[t].items() if k not in timing} for t in ("semantic", "instance")}
+            for n, r in result["rows"].items()
+        }
+
+    assert scores(one) == scores(two) and scores(two)["box"] == scores(two)["again"]
+    # the network the two rows share is trained once
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        f"instance-{box_labels.name}",
+        f"semantic-{box_labels.name}",
+    ]

@@ -19,7 +19,10 @@ training switches, so two tables that need the same network share it.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -120,6 +123,7 @@ class ComparisonSettings:
     seed: int = 0
     quiet: bool = True
     device: str = "cpu"
+    jobs: int = 1  # networks trained at a time on a CPU, one thread each (see train_all)
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,41 @@ def order_check(rows: dict, task: str, key: str, bbam: str = "bbam") -> dict | N
     }
 
 
+def _one_thread_worker(parent: int) -> None:
+    """A network worker: one torch thread (as the environment says for the other libraries), and
+    gone when the process that started it is."""
+    import torch
+
+    from bbam_lite.pseudo.workers import watch_parent
+
+    torch.set_num_threads(1)
+    watch_parent(parent)
+
+
+def train_all(s: ComparisonSettings, todo: dict[str, tuple[Row, str]]) -> dict[str, dict]:
+    """Train (or resume) and score every network of ``todo`` (folder name -> a row that trains it
+    and the task) once: in order in this process when ``s.jobs`` is 1, else ``s.jobs`` at a time
+    in processes of one thread each. A network's numbers depend on its settings and the threads it
+    trains with, not on the order or on the other networks, so ``jobs`` changes no result where
+    this process runs one thread too (``book run`` runs chapters so)."""
+    if s.jobs <= 1 or len(todo) <= 1:
+        return {net: train_and_evaluate(s, row, task) for net, (row, task) in todo.items()}
+    from bbam_lite.pseudo.workers import one_thread_environment
+
+    context = multiprocessing.get_context("spawn")
+    with (
+        one_thread_environment(),
+        ProcessPoolExecutor(
+            min(s.jobs, len(todo)),
+            mp_context=context,
+            initializer=_one_thread_worker,
+            initargs=(os.getpid(),),
+        ) as pool,
+    ):
+        futures = {net: pool.submit(train_and_evaluate, s, row, task) for net, (row, task) in todo.items()}
+        return {net: future.result() for net, future in futures.items()}
+
+
 def compare(s: ComparisonSettings, rows: dict[str, Row]) -> dict:
     """Train and score every row (in order) and return the result: rows, the expected-order checks
     of the paper's rows, the paper's numbers."""
@@ -241,6 +280,11 @@ def compare(s: ComparisonSettings, rows: dict[str, Row]) -> dict:
                 f"labels folders {folders[name]} and {row.labels} share the name {name}; rename one"
             )
     t0 = time.perf_counter()
+    todo: dict[str, tuple[Row, str]] = {}  # network folder -> the first row that trains it
+    for row in rows.values():
+        for task in () if row.notrain else row.tasks or s.tasks:
+            todo.setdefault(row.network(task), (row, task))
+    scores = train_all(s, todo)
     done: dict[str, dict] = {}
     for name, row in rows.items():
         done[name] = {"title": row.title, "labels": row.labels}
@@ -251,7 +295,7 @@ def compare(s: ComparisonSettings, rows: dict[str, Row]) -> dict:
         if "instance" in tasks:
             done[name]["grow"] = row.grow
         for task in tasks:
-            done[name][task] = train_and_evaluate(s, row, task)
+            done[name][task] = scores[row.network(task)]
     return {
         "date": date.today().isoformat(),
         "hardware": hardware(),
@@ -299,6 +343,14 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def network_jobs(device: str) -> int:
+    """How many networks chapter 12 trains at a time: the cores this process may use on a CPU
+    (one thread each), one on a GPU."""
+    from bbam_lite.pseudo.workers import available_cores
+
+    return available_cores() if device == "cpu" else 1
+
+
 def book_settings(ws, schedule: dict) -> ComparisonSettings:
     """How chapter 12 trains and scores every network at the workspace's profile. The networks live
     in ``RUN/segmentation/<key of these settings and the detector's checksum>/<network>``, shared
@@ -331,6 +383,7 @@ def book_settings(ws, schedule: dict) -> ComparisonSettings:
         crf=tuple(schedule.get("crf", ())),
         seed=ws.seed,
         device=ws.device,
+        jobs=network_jobs(ws.device),
     )
 
 
