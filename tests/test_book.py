@@ -22,7 +22,15 @@ pytestmark = pytest.mark.slow
 MIN_SHOWN = 0.6
 #: Chapters whose every figure has a number and a caption (cell metadata ``mystnb: figure:``
 #: ``caption``/``name``); every chapter joins once its figures are captioned.
-CAPTIONED: tuple[str, ...] = ("01-why-boxes", "02-data", "03-detector", "04-baselines", "13-exercises")
+CAPTIONED: tuple[str, ...] = (
+    "01-why-boxes",
+    "02-data",
+    "03-detector",
+    "04-baselines",
+    "05-bbam-step-by-step",
+    "06-pseudo-labels",
+    "13-exercises",
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 detector's heads, 4: the box baselines), made from the numbers, so that a re-execution cannot
 leave a false sentence.
 
-Each ``*_verdict`` returns Markdown for :func:`bbam_lite.book.claims.say`; the wording for each
-outcome is chosen from the numbers with :func:`~bbam_lite.book.claims.pick`.
+Each ``*_verdict`` returns Markdown for ``bbam_lite.book.claims.say``; the wording for each
+outcome is chosen from the numbers with :func:`~bbam_lite.analysis.tables.pick`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bbam_lite.analysis.tables import Table, fmt_change
+from bbam_lite.analysis.tables import Table, fmt_change, pick
 from bbam_lite.attribution.bbam import adaptive_stride
-from bbam_lite.book.claims import pick
 
 #: Box2Seg's names of the two ways to score labels without training a network (its Table 1).
 SETTINGS = {"gt": "NoTrain-GT", "detector": "NoTrain-Det"}

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bbam_lite.analysis.tables import fmt_change
-from bbam_lite.book.claims import pick
+from bbam_lite.analysis.tables import fmt_change, pick
 from bbam_lite.pseudo.ablation import Variant
 
 #: Training images of chapter 6's labels and ablation where the profile's ``label_images`` is too

@@ -17,6 +17,12 @@ def _cell(value: Any, fmt: str) -> str:
     return str(value)
 
 
+def pick(holds: Any, if_true: str, if_false: str) -> str:
+    """``if_true`` when ``holds``, else ``if_false``: the wording of a sentence for each outcome
+    (:mod:`bbam_lite.book.claims`)."""
+    return if_true if bool(holds) else if_false
+
+
 def fmt_change(value: float, digits: int = 3) -> str:
     """A signed change in words: ``"gains 0.012"``, ``"loses 0.034"``, ``"does not change"``."""
     rounded = round(value, digits)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bbam_lite.analysis.tables import fmt_change  # noqa: F401 (a claim's words for a change)
+from bbam_lite.analysis.tables import fmt_change, pick  # noqa: F401 (a claim's words; written there)
 
 #: The key of a claim's record in an output's metadata.
 KEY = "bbam_lite_claim"
@@ -26,11 +26,6 @@ KEY = "bbam_lite_claim"
 
 class ClaimError(AssertionError):
     """A sentence of the page that this run contradicts."""
-
-
-def pick(holds: Any, if_true: str, if_false: str) -> str:
-    """``if_true`` when ``holds``, else ``if_false``: the wording of a sentence for each outcome."""
-    return if_true if bool(holds) else if_false
 
 
 def say(text: str) -> None:
