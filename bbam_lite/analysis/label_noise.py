@@ -25,6 +25,16 @@ from bbam_lite.data.records import BoxDataset
 
 #: The paper's range (Fig. 7a extends Hsu et al.'s +-15% to +-20%).
 LEVELS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+#: The two ends and the clean boxes: enough for the direction of each side, in minutes on a CPU.
+LEVELS_SHORT = (-0.2, 0.0, 0.2)
+
+
+def study_levels(profile: str) -> tuple[float, ...]:
+    """Fig. 7a's noise levels for a profile: the paper's five at ``full``, the two ends and the
+    clean boxes otherwise (each level is a BBAM run)."""
+    return LEVELS if profile == "full" else LEVELS_SHORT
+
+
 #: Fig. 7a's methods here: BBAM against the two box baselines of Box2Seg.
 FIG7A_METHODS = ("box", "grabcut", "bbam")
 

@@ -26,6 +26,14 @@ from bbam_lite.pseudo.postprocess import PostProcess
 LAMBDAS = (0.001, 0.003, 0.005, 0.007, 0.010, 0.020)
 #: A short sweep for quick profiles: the two ends and the default.
 LAMBDAS_SHORT = (0.001, 0.007, 0.020)
+
+
+def study_lambdas(profile: str) -> tuple[float, ...]:
+    """Table 6's values of lambda for a profile: the paper's six at ``full``, the two ends and the
+    default otherwise (each value is a BBAM run)."""
+    return LAMBDAS if profile == "full" else LAMBDAS_SHORT
+
+
 #: Table 5's rows as (theta_bg, theta_fg); equal values leave no pixel ignored.
 THRESHOLDS = ((0.2, 0.2), (0.5, 0.5), (0.8, 0.8), (0.3, 0.7), (0.2, 0.8))
 #: The paper's numbers (VOC val, networks trained on the labels) to set beside ours.
