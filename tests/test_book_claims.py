@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bbam_lite.analysis import gradients, heads, label_noise, stride
+from bbam_lite.analysis import gradients, heads, label_noise, sensitivity, stride
 from bbam_lite.book import claims
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "book" / "chapters"
@@ -21,6 +21,7 @@ CONVERTED: tuple[str, ...] = (
     "07-head-complementarity",
     "09-stride",
     "10-gradient-methods",
+    "11-sensitivity",
 )
 
 
@@ -276,6 +277,80 @@ def test_gradient_wording_follows_the_numbers() -> None:
     assert "it follows the box's edges; the map most correlated with the edges over the box: SimpleGrad" in (
         gradients.edge_verdict([{"box": {"SimpleGrad": 0.3, "BBAM": 0.1}}])
     )
+
+
+def _lam(lam: float, miou: float, on: float, off: float) -> dict:
+    return {"lam": lam, "miou": miou, "mean_map_on_object": on, "mean_map_off_object": off}
+
+
+def test_lambda_wording_follows_the_numbers() -> None:
+    # chapter 11's lite run of 2026-12-04: the smallest lambda gives the best labels
+    run = [_lam(0.001, 0.672, 0.92, 0.87), _lam(0.007, 0.524, 0.59, 0.38), _lam(0.02, 0.244, 0.36, 0.13)]
+    text = sensitivity.lambda_verdict(run)
+    assert "The best λ here is 0.001 (label mIoU 0.672), not the paper's 0.007" in text
+    assert "moves by 42.8 points, the paper's semantic mIoU by 3.5 points" in text
+    assert "far more sensitive to λ than the paper's networks" in text
+    assert "falls on the object (0.92 to 0.36) and falls off it (0.87 to 0.13)" in text
+    assert "largest at λ = 0.02 (0.23)" in text
+    paper = [_lam(0.001, 0.679, 0.9, 0.5), _lam(0.007, 0.714, 0.8, 0.6), _lam(0.02, 0.703, 0.7, 0.4)]
+    text = sensitivity.lambda_verdict(paper)
+    assert "0.007 (label mIoU 0.714), the paper's optimum too" in text
+    assert "about as sensitive" in text and "does not fall steadily off it" in text
+    assert "as in the paper (0.007)" in sensitivity.summary(paper, [{"miou": 0.5}, {"miou": 0.6}])
+
+
+def _pair(bg: float, fg: float, miou: float, ign: float, as_bg: float) -> dict:
+    return {
+        "theta_bg": bg,
+        "theta_fg": fg,
+        "miou": miou,
+        "ignore_fraction": ign,
+        "miou_ignore_as_background": as_bg,
+    }
+
+
+def test_threshold_wording_follows_the_numbers() -> None:
+    # the lite run of 2026-12-04: the refined maps are almost binary, the thresholds barely matter
+    run = [
+        _pair(0.2, 0.2, 0.520, 0.012, 0.508),
+        _pair(0.5, 0.5, 0.521, 0.012, 0.508),
+        _pair(0.8, 0.8, 0.522, 0.012, 0.510),
+        _pair(0.3, 0.7, 0.522, 0.013, 0.509),
+        _pair(0.2, 0.8, 0.524, 0.014, 0.510),
+    ]
+    text = sensitivity.threshold_verdict(run)
+    assert "the band 0.2 / 0.8 gains 0.003 label mIoU against 0.5 / 0.5" in text
+    assert "about 0.2% of the pixels lie between" in text and "thresholds barely matter" in text
+    diag = sensitivity.diagonal_verdict(run)
+    assert (
+        "0.8 gives the best labels here" in diag
+        and "as in the paper" in diag
+        and "too little to rank" in diag
+    )
+    assert "scores within 0.000 of its diagonal cell" in sensitivity.band_verdict(run)
+    wide = [
+        _pair(0.2, 0.2, 0.46, 0.01, 0.40),
+        _pair(0.5, 0.5, 0.50, 0.01, 0.50),
+        _pair(0.8, 0.8, 0.45, 0.01, 0.42),
+        _pair(0.2, 0.8, 0.48, 0.05, 0.45),
+    ]
+    text = sensitivity.threshold_verdict(wide)
+    assert "loses 0.020" in text and "unlike the paper's small gain" in text
+    diag = sensitivity.diagonal_verdict(wide)
+    assert "unlike the paper, whose worst row is 0.2 / 0.2" in diag and "rank" not in diag
+    assert "differ by up to 0.030" in sensitivity.band_verdict(wide)
+    assert "holds" in sensitivity.wider_band_verdict(run[4], _pair(0.1, 0.9, 0.53, 0.02, 0.51))
+    assert "does not show" in sensitivity.wider_band_verdict(run[4], _pair(0.1, 0.9, 0.52, 0.02, 0.51))
+    assert "they agree" in sensitivity.recompute_verdict(run[4], {"miou": 0.5245})
+    assert "differ by 0.024" in sensitivity.recompute_verdict(run[4], {"miou": 0.5})
+
+
+def test_chapter_11_tables_keep_units_apart() -> None:
+    heads_ = [h for _, h, _ in sensitivity.paper_lambda_table().columns]
+    assert all("(%)" in h for h in heads_[1:])
+    ours = [h for _, h, _ in sensitivity.lambda_table([]).columns]
+    assert not any("(%)" in h and "mIoU" in h for h in ours)
+    assert len(sensitivity.paper_threshold_table().rows) == 7
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in CHAPTERS.glob("[0-9][0-9]-*.ipynb")))
