@@ -84,6 +84,21 @@ def test_noise_wording_follows_the_numbers() -> None:
     assert "on contracted boxes only" in label_noise.paper_comparison(rows)
 
 
+def test_noise_summary_names_the_least_hurt_on_each_side() -> None:
+    rows = _rows(
+        {"box": (0.001, -0.056), "grabcut": (-0.112, -0.041), "bbam": (-0.014, -0.064)},
+        {"box": 0.598, "grabcut": 0.742, "bbam": 0.751},
+    )
+    text = label_noise.summary(rows, (-0.2, 0.0, 0.2))
+    assert (
+        "contracted boxes (-20%): box; expanded boxes (+20%): grabcut. bbam is hurt least on neither" in text
+    )
+    rows = _rows({"box": (-0.05, -0.06), "bbam": (-0.01, -0.02)}, {"box": 0.6, "bbam": 0.75})
+    assert "bbam is hurt least on both sides" in label_noise.summary(rows, (-0.2, 0.0, 0.2))
+    rows = _rows({"box": (-0.05, -0.01), "bbam": (-0.01, -0.02)}, {"box": 0.6, "bbam": 0.75})
+    assert "bbam is hurt least on contracted boxes only" in label_noise.summary(rows, (-0.2, 0.0, 0.2))
+
+
 def _heads_rows(box: float, cls: float, both: float, inst: tuple[float, float, float] | None = None) -> list:
     inst = inst or (box, cls, both)
     names = ("box head only", "cls head only", "both heads")
@@ -195,6 +210,26 @@ def test_stride_wording_follows_the_numbers() -> None:
     assert "s = 48 gives the best labels, not s(a)" in stride.quality_verdict(q)
     q[2]["miou"] = 0.8
     assert "s(a), the paper's choice, gives the best labels" in stride.quality_verdict(q)
+
+
+def test_stride_summary_counts_the_parts_that_hold() -> None:
+    maps = {
+        "s = 24": (0.130, 0.023, 0.035),
+        "s = 48": (0.148, 0.065, 0.079),
+        "adaptive s(a)": (0.103, 0.072, 0.091),
+    }
+    labels = {"s = 24": (0.6, 0.6, 0.4), "s = 48": (0.4, 0.6, 0.6), "adaptive s(a)": (0.7, 0.7, 0.7)}
+    summary = [
+        {**a, "iou_label": b["iou_map"]} for a, b in zip(_summary(maps), _summary(labels), strict=True)
+    ]
+    res = {
+        "summary": summary,
+        "quality": [{"setting": "s = 48", "miou": 0.76}, {"setting": "adaptive s(a)", "miou": 0.75}],
+    }
+    text = stride.summary(res)
+    assert "s = 48 gives the best labels, not s(a)" in text
+    assert "On the raw maps, 1 of the paper's three parts of Fig. 7b holds (s = 24 below s(a)" in text
+    assert "On the pseudo labels, 3 of the paper's three parts of Fig. 7b hold" in text
 
 
 def test_stride_paired_wording_and_sign_test() -> None:
@@ -351,6 +386,18 @@ def test_chapter_11_tables_keep_units_apart() -> None:
     ours = [h for _, h, _ in sensitivity.lambda_table([]).columns]
     assert not any("(%)" in h and "mIoU" in h for h in ours)
     assert len(sensitivity.paper_threshold_table().rows) == 7
+
+
+def test_gradient_summary_follows_the_winners() -> None:
+    assert "here: the best map is SmoothGrad on both" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.544, "BBAM": 0.520})
+    )
+    assert "BBAM wins one measure" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.6})
+    )
+    assert "BBAM localises best on both" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.3, "BBAM": 0.4}, {"SmoothGrad": 0.5, "BBAM": 0.6})
+    )
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in CHAPTERS.glob("[0-9][0-9]-*.ipynb")))

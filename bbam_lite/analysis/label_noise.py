@@ -199,6 +199,33 @@ def noise_verdict(
     return " ".join(parts)
 
 
+def summary(
+    rows: list[dict[str, Any]], levels, titles: dict[str, str] | None = None, subject: str = "bbam"
+) -> str:
+    """The chapter's summary bullet about this run (Markdown): the method hurt least on each side,
+    and whether ``subject`` is hurt least on both (the paper: BBAM degrades less on both)."""
+    titles = titles or {}
+    sides = {side: least_hurt(rows, side) for side in ("contracted", "expanded")}
+    said = "; ".join(
+        f"{side} boxes ({100 * level:+.0f}%): {titles.get(m, m)}"
+        for (side, m), level in zip(sides.items(), (min(levels), max(levels)), strict=True)
+        if m is not None
+    )
+    won = [side for side, m in sides.items() if m == subject]
+    name = titles.get(subject, subject)
+    verdict = (
+        f"{name} is hurt least on both sides"
+        if len(won) == 2
+        else f"{name} is hurt least on {won[0]} boxes only"
+        if won
+        else f"{name} is hurt least on neither side"
+    )
+    return (
+        f"* Least loss of mIoU to noisy boxes: {said}. {verdict} (the paper: BBAM's networks degrade "
+        "less than Hsu et al.'s on both sides)."
+    )
+
+
 def paper_comparison(
     rows: list[dict[str, Any]], titles: dict[str, str] | None = None, subject: str = "bbam"
 ) -> str:
