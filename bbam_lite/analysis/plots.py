@@ -591,7 +591,7 @@ def _heatmap(ax: plt.Axes, table: Any, fmt: str, label: str, vmax: float | None 
         cmap="viridis",
         vmin=0,
         vmax=vmax,
-        cbar_kws={"label": label, **({"format": PercentFormatter(1.0)} if percent else {})},
+        cbar_kws={"label": label, **({"format": PercentFormatter(1.0, decimals=1)} if percent else {})},
         linewidths=0.5,
         ax=ax,
     )
