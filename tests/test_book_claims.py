@@ -230,6 +230,9 @@ def test_stride_summary_counts_the_parts_that_hold() -> None:
     assert "s = 48 gives the best labels, not s(a)" in text
     assert "On the raw maps, 1 of the paper's three parts of Fig. 7b holds (s = 24 below s(a)" in text
     assert "On the pseudo labels, 3 of the paper's three parts of Fig. 7b hold" in text
+    res["summary"] = [{**a, "iou_label": a["iou_map"]} for a in _summary(labels)]
+    res["summary"] = [{**a, "iou_map": 1 - a["iou_map"]} for a in res["summary"]]
+    assert "On the raw maps, none of the paper's three parts of Fig. 7b holds." in stride.summary(res)
 
 
 def test_stride_paired_wording_and_sign_test() -> None:

@@ -195,7 +195,9 @@ def summary(res: dict[str, Any]) -> str:
         n = len(held)
         bullets.append(
             f"* On {what}, {n} of the paper's three parts of Fig. 7b "
-            f"{'holds' if n == 1 else 'hold'}" + (f" ({'; '.join(held)})." if held else ".")
+            f"{'holds' if n == 1 else 'hold'} ({'; '.join(held)})."
+            if held
+            else f"* On {what}, none of the paper's three parts of Fig. 7b holds."
         )
     return "\n".join(bullets)
 
