@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bbam_lite.analysis import gradients, heads, label_noise, stride
+from bbam_lite.analysis import gradients, heads, label_noise, sensitivity, stride
 from bbam_lite.analysis import pseudo_labels as pl
 from bbam_lite.book import claims
 
@@ -23,6 +23,7 @@ CONVERTED: tuple[str, ...] = (
     "09-stride",
     "10-gradient-methods",
     "06-pseudo-labels",
+    "11-sensitivity",
 )
 
 
@@ -83,6 +84,21 @@ def test_noise_wording_follows_the_numbers() -> None:
         {"box": 0.6, "grabcut": 0.7, "bbam": 0.75},
     )
     assert "on contracted boxes only" in label_noise.paper_comparison(rows)
+
+
+def test_noise_summary_names_the_least_hurt_on_each_side() -> None:
+    rows = _rows(
+        {"box": (0.001, -0.056), "grabcut": (-0.112, -0.041), "bbam": (-0.014, -0.064)},
+        {"box": 0.598, "grabcut": 0.742, "bbam": 0.751},
+    )
+    text = label_noise.summary(rows, (-0.2, 0.0, 0.2))
+    assert (
+        "contracted boxes (-20%): box; expanded boxes (+20%): grabcut. bbam is hurt least on neither" in text
+    )
+    rows = _rows({"box": (-0.05, -0.06), "bbam": (-0.01, -0.02)}, {"box": 0.6, "bbam": 0.75})
+    assert "bbam is hurt least on both sides" in label_noise.summary(rows, (-0.2, 0.0, 0.2))
+    rows = _rows({"box": (-0.05, -0.01), "bbam": (-0.01, -0.02)}, {"box": 0.6, "bbam": 0.75})
+    assert "bbam is hurt least on contracted boxes only" in label_noise.summary(rows, (-0.2, 0.0, 0.2))
 
 
 def _heads_rows(box: float, cls: float, both: float, inst: tuple[float, float, float] | None = None) -> list:
@@ -196,6 +212,29 @@ def test_stride_wording_follows_the_numbers() -> None:
     assert "s = 48 gives the best labels, not s(a)" in stride.quality_verdict(q)
     q[2]["miou"] = 0.8
     assert "s(a), the paper's choice, gives the best labels" in stride.quality_verdict(q)
+
+
+def test_stride_summary_counts_the_parts_that_hold() -> None:
+    maps = {
+        "s = 24": (0.130, 0.023, 0.035),
+        "s = 48": (0.148, 0.065, 0.079),
+        "adaptive s(a)": (0.103, 0.072, 0.091),
+    }
+    labels = {"s = 24": (0.6, 0.6, 0.4), "s = 48": (0.4, 0.6, 0.6), "adaptive s(a)": (0.7, 0.7, 0.7)}
+    summary = [
+        {**a, "iou_label": b["iou_map"]} for a, b in zip(_summary(maps), _summary(labels), strict=True)
+    ]
+    res = {
+        "summary": summary,
+        "quality": [{"setting": "s = 48", "miou": 0.76}, {"setting": "adaptive s(a)", "miou": 0.75}],
+    }
+    text = stride.summary(res)
+    assert "s = 48 gives the best labels, not s(a)" in text
+    assert "On the raw maps, 1 of the paper's three parts of Fig. 7b holds (s = 24 below s(a)" in text
+    assert "On the pseudo labels, 3 of the paper's three parts of Fig. 7b hold" in text
+    res["summary"] = [{**a, "iou_label": a["iou_map"]} for a in _summary(labels)]
+    res["summary"] = [{**a, "iou_map": 1 - a["iou_map"]} for a in res["summary"]]
+    assert "On the raw maps, none of the paper's three parts of Fig. 7b holds." in stride.summary(res)
 
 
 def test_stride_paired_wording_and_sign_test() -> None:
@@ -415,6 +454,90 @@ def test_pseudo_label_preset_band_rule_and_summary_wording() -> None:
         _ablation({"quantiles": 0.8, "box": 0.7}), {**q, "bbam": {**q["bbam"], "miou": 0.7}}, {}
     )
     assert "does not beat the authors'" in other and "0.700 mIoU, below box_crf (0.738), the best" in other
+def _lam(lam: float, miou: float, on: float, off: float) -> dict:
+    return {"lam": lam, "miou": miou, "mean_map_on_object": on, "mean_map_off_object": off}
+
+
+def test_lambda_wording_follows_the_numbers() -> None:
+    # chapter 11's lite run of 2026-12-04: the smallest lambda gives the best labels
+    run = [_lam(0.001, 0.672, 0.92, 0.87), _lam(0.007, 0.524, 0.59, 0.38), _lam(0.02, 0.244, 0.36, 0.13)]
+    text = sensitivity.lambda_verdict(run)
+    assert "The best λ here is 0.001 (label mIoU 0.672), not the paper's 0.007" in text
+    assert "moves by 42.8 points, the paper's semantic mIoU by 3.5 points" in text
+    assert "far more sensitive to λ than the paper's networks" in text
+    assert "falls on the object (0.92 to 0.36) and falls off it (0.87 to 0.13)" in text
+    assert "largest at λ = 0.02 (0.23)" in text
+    paper = [_lam(0.001, 0.679, 0.9, 0.5), _lam(0.007, 0.714, 0.8, 0.6), _lam(0.02, 0.703, 0.7, 0.4)]
+    text = sensitivity.lambda_verdict(paper)
+    assert "0.007 (label mIoU 0.714), the paper's optimum too" in text
+    assert "about as sensitive" in text and "does not fall steadily off it" in text
+    assert "as in the paper (0.007)" in sensitivity.summary(paper, [{"miou": 0.5}, {"miou": 0.6}])
+
+
+def _pair(bg: float, fg: float, miou: float, ign: float, as_bg: float) -> dict:
+    return {
+        "theta_bg": bg,
+        "theta_fg": fg,
+        "miou": miou,
+        "ignore_fraction": ign,
+        "miou_ignore_as_background": as_bg,
+    }
+
+
+def test_threshold_wording_follows_the_numbers() -> None:
+    # the lite run of 2026-12-04: the refined maps are almost binary, the thresholds barely matter
+    run = [
+        _pair(0.2, 0.2, 0.520, 0.012, 0.508),
+        _pair(0.5, 0.5, 0.521, 0.012, 0.508),
+        _pair(0.8, 0.8, 0.522, 0.012, 0.510),
+        _pair(0.3, 0.7, 0.522, 0.013, 0.509),
+        _pair(0.2, 0.8, 0.524, 0.014, 0.510),
+    ]
+    text = sensitivity.threshold_verdict(run)
+    assert "the band 0.2 / 0.8 gains 0.003 label mIoU against 0.5 / 0.5" in text
+    assert "about 0.2% of the pixels lie between" in text and "thresholds barely matter" in text
+    diag = sensitivity.diagonal_verdict(run)
+    assert (
+        "0.8 gives the best labels here" in diag
+        and "as in the paper" in diag
+        and "too little to rank" in diag
+    )
+    assert "scores within 0.000 of its diagonal cell" in sensitivity.band_verdict(run)
+    wide = [
+        _pair(0.2, 0.2, 0.46, 0.01, 0.40),
+        _pair(0.5, 0.5, 0.50, 0.01, 0.50),
+        _pair(0.8, 0.8, 0.45, 0.01, 0.42),
+        _pair(0.2, 0.8, 0.48, 0.05, 0.45),
+    ]
+    text = sensitivity.threshold_verdict(wide)
+    assert "loses 0.020" in text and "unlike the paper's small gain" in text
+    diag = sensitivity.diagonal_verdict(wide)
+    assert "unlike the paper, whose worst row is 0.2 / 0.2" in diag and "rank" not in diag
+    assert "differ by up to 0.030" in sensitivity.band_verdict(wide)
+    assert "holds" in sensitivity.wider_band_verdict(run[4], _pair(0.1, 0.9, 0.53, 0.02, 0.51))
+    assert "does not show" in sensitivity.wider_band_verdict(run[4], _pair(0.1, 0.9, 0.52, 0.02, 0.51))
+    assert "they agree" in sensitivity.recompute_verdict(run[4], {"miou": 0.5245})
+    assert "differ by 0.024" in sensitivity.recompute_verdict(run[4], {"miou": 0.5})
+
+
+def test_chapter_11_tables_keep_units_apart() -> None:
+    heads_ = [h for _, h, _ in sensitivity.paper_lambda_table().columns]
+    assert all("(%)" in h for h in heads_[1:])
+    ours = [h for _, h, _ in sensitivity.lambda_table([]).columns]
+    assert not any("(%)" in h and "mIoU" in h for h in ours)
+    assert len(sensitivity.paper_threshold_table().rows) == 7
+
+
+def test_gradient_summary_follows_the_winners() -> None:
+    assert "here: the best map is SmoothGrad on both" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.544, "BBAM": 0.520})
+    )
+    assert "BBAM wins one measure" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.331, "BBAM": 0.274}, {"SmoothGrad": 0.5, "BBAM": 0.6})
+    )
+    assert "BBAM localises best on both" in gradients.summary(
+        _grad_res({"SmoothGrad": 0.3, "BBAM": 0.4}, {"SmoothGrad": 0.5, "BBAM": 0.6})
+    )
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in CHAPTERS.glob("[0-9][0-9]-*.ipynb")))

@@ -478,3 +478,17 @@ def edge_verdict(corrs: list[dict[str, dict[str, float]]]) -> str:
         + ", ".join(f"{m} for {k} of {n} objects" for m, k in top.most_common())
         + "."
     )
+
+
+def summary(res: dict[str, Any]) -> str:
+    """The chapter's summary bullet about this run (Markdown): which map localises best on Fig. 7c's
+    two measures, against the paper (BBAM on both)."""
+    m = res["methods"]
+    by_iou = max(m, key=lambda k: m[k]["best_iou"])
+    by_corr = max(m, key=lambda k: m[k]["correlation"])
+    if by_iou == by_corr == "BBAM":
+        return "* BBAM localises best on both of Fig. 7c's measures here, as in the paper."
+    best = f"{by_iou} on both" if by_iou == by_corr else f"{by_iou} by IoU and {by_corr} by correlation"
+    return f"* Fig. 7c here: the best map is {best} (the paper: BBAM on both); " + (
+        "BBAM wins one measure." if "BBAM" in (by_iou, by_corr) else "BBAM wins neither."
+    )

@@ -172,6 +172,15 @@ def position_summary(
     }
 
 
+#: Objects whose loss curves Fig. 6c follows, per profile (each is three BBAM optimisations).
+CURVE_OBJECTS = {"smoke": 1, "lite": 3}
+
+
+def curve_objects(profile: str) -> int:
+    """How many objects Fig. 6c follows at a profile (6 at ``full``)."""
+    return CURVE_OBJECTS.get(profile, 6)
+
+
 def loss_curves(
     model: torch.nn.Module,
     objects: Sequence[StudyObject],

@@ -605,11 +605,10 @@ def _heatmap(ax: plt.Axes, table: Any, fmt: str, label: str, vmax: float | None 
         table,
         annot=True,
         fmt=fmt,
-        annot_kws={"fontsize": MIN_FONT_PT},
         cmap="viridis",
         vmin=0,
         vmax=vmax,
-        cbar_kws={"label": label, **({"format": PercentFormatter(1.0)} if percent else {})},
+        cbar_kws={"label": label, **({"format": PercentFormatter(1.0, decimals=1)} if percent else {})},
         linewidths=0.5,
         ax=ax,
     )
@@ -647,17 +646,18 @@ def sweep_heatmap(
 def threshold_heatmaps(
     rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]], title: str
 ) -> plt.Figure:
-    """Table 5's threshold pairs as annotated heatmaps, one panel per metric ((key, name) pairs):
-    rows theta_bg, columns theta_fg, empty cells for the pairs not swept. The diagonal holds the
-    equal thresholds (nothing ignored); cells above it leave the band between the two ignored."""
+    """Table 5's threshold pairs as annotated heatmaps, one panel per metric ((key, name) pairs),
+    stacked so that each panel's cell numbers are read at the column's width: rows theta_bg, columns
+    theta_fg, empty cells for the pairs not swept. The diagonal holds the equal thresholds (nothing
+    ignored); cells above it leave the band between the two ignored."""
     import pandas as pd
 
     df = pd.DataFrame(rows)
     values = sorted(set(df["theta_bg"]) | set(df["theta_fg"]))  # same on both axes: a diagonal
     fig, axes = plt.subplots(
-        1, len(metrics), layout="constrained", figsize=figure_size(4.1 * len(metrics), 3.5), squeeze=False
+        len(metrics), 1, layout="constrained", figsize=figure_size(6.0, 3.2 * len(metrics)), squeeze=False
     )
-    for ax, (key, name) in zip(axes[0], metrics, strict=True):
+    for ax, (key, name) in zip(axes[:, 0], metrics, strict=True):
         table = df.pivot_table(index="theta_bg", columns="theta_fg", values=key, aggfunc="mean")
         table = table.reindex(index=values, columns=values)
         share = "fraction" in key  # a share: its own colour scale, in percent
@@ -665,7 +665,7 @@ def threshold_heatmaps(
         ax.set_xlabel(r"$\theta_{fg}$")
         ax.set_ylabel(r"$\theta_{bg}$")
         ax.tick_params(axis="y", rotation=0)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
     fig.suptitle(title)
     return fig
 

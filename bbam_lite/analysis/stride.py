@@ -167,6 +167,41 @@ ADAPTIVE = "adaptive s(a)"
 _SCORE = {"iou_map": "raw-map IoU (BBAM > 0.5)", "iou_label": "pseudo-label IoU"}
 
 
+def paper_pattern(summary: list[dict[str, Any]], key: str = "iou_map") -> tuple[list[str], list[str]]:
+    """The parts of the paper's Fig. 7b pattern that hold on ``key`` and those that do not: s = 24
+    below s(a) on large objects, s = 48 below it on small ones, s(a) best in every group."""
+
+    def mean(size: str, setting: str) -> float:
+        return next((r[key] for r in summary if r["size"] == size and r["setting"] == setting), float("nan"))
+
+    groups = {r["size"] for r in summary}
+    best_of = {
+        g: max((r for r in summary if r["size"] == g), key=lambda r: r[key])["setting"] for g in groups
+    }
+    checks = {
+        "s = 24 below s(a) on large objects": mean("large", "s = 24") < mean("large", ADAPTIVE),
+        "s = 48 below s(a) on small objects": mean("small", "s = 48") < mean("small", ADAPTIVE),
+        "s(a) best in every group": bool(best_of) and all(b == ADAPTIVE for b in best_of.values()),
+    }
+    return [k for k, v in checks.items() if v], [k for k, v in checks.items() if not v]
+
+
+def summary(res: dict[str, Any]) -> str:
+    """The chapter's summary bullets about this run (Markdown): the best labels, and how much of the
+    paper's Fig. 7b pattern holds on the raw maps and on the labels."""
+    bullets = [f"* {quality_verdict(res['quality'])}"]
+    for key, what in (("iou_map", "the raw maps"), ("iou_label", "the pseudo labels")):
+        held, _ = paper_pattern(res["summary"], key)
+        n = len(held)
+        bullets.append(
+            f"* On {what}, {n} of the paper's three parts of Fig. 7b "
+            f"{'holds' if n == 1 else 'hold'} ({'; '.join(held)})."
+            if held
+            else f"* On {what}, none of the paper's three parts of Fig. 7b holds."
+        )
+    return "\n".join(bullets)
+
+
 def size_verdict(summary: list[dict[str, Any]], key: str = "iou_map") -> str:
     """Fig. 7b in this run (``summary`` of :func:`summarise`), one score: the best setting per size
     group, and the paper's three-part pattern (s = 24 below s(a) on large objects, s = 48 below it
@@ -181,16 +216,7 @@ def size_verdict(summary: list[dict[str, Any]], key: str = "iou_map") -> str:
         lines.append(f"{size}: {listed} (best {best_of[size]})")
     text = f"{_SCORE[key][0].upper()}{_SCORE[key][1:]} by size: " + "; ".join(lines) + "."
 
-    def mean(size: str, setting: str) -> float:
-        return next((r[key] for r in summary if r["size"] == size and r["setting"] == setting), float("nan"))
-
-    checks = {
-        "s = 24 below s(a) on large objects": mean("large", "s = 24") < mean("large", ADAPTIVE),
-        "s = 48 below s(a) on small objects": mean("small", "s = 48") < mean("small", ADAPTIVE),
-        "s(a) best in every group": bool(best_of) and all(b == ADAPTIVE for b in best_of.values()),
-    }
-    held = [k for k, v in checks.items() if v]
-    failed = [k for k, v in checks.items() if not v]
+    held, failed = paper_pattern(summary, key)
     if not failed:
         return f"{text} All three parts of the paper's pattern hold: {'; '.join(held)}."
     if not held:
