@@ -134,3 +134,18 @@ def test_the_course_page_lists_the_labs_cold_times_from_the_records(tmp_path):
     course = (REPO / "book" / "course.md").read_text(encoding="utf-8")
     assert COLD_TABLE_MARKER in course and GENERATED[COLD_TABLE_MARKER] is cold_table
     assert "(cold:" not in course, "a lab's cold time typed in the plan: the generated table gives it"
+
+
+def test_links_to_the_design_notes_become_downloads_in_the_book():
+    from bbam_lite.book.render import docs_links
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            "see [the notes](../../docs/results.md#chapter-6) and [ch. 6](06-a.ipynb)"
+        ),
+        nbformat.v4.new_code_cell("x = '](../../docs/results.md)'"),
+    ]
+    docs_links(nb)
+    assert nb.cells[0].source == "see [the notes](path:../../docs/results.md) and [ch. 6](06-a.ipynb)"
+    assert nb.cells[1].source == "x = '](../../docs/results.md)'"

@@ -78,6 +78,20 @@ def plain_math(tex: str) -> str | None:
     return None if re.search(r"[\\{}^]", text) else text.strip()
 
 
+#: A chapter's markdown link to a design note, e.g. ``[results](../../docs/results.md)`` (the path
+#: that works in the repository, from ``book/chapters/`` and ``notebooks/``).
+_DOCS_LINK = re.compile(r"\]\((\.\./)+docs/([\w./-]+\.md)(#[\w-]*)?\)")
+
+
+def docs_links(nb: nbformat.NotebookNode) -> None:
+    """Point ``nb``'s links to ``docs/`` at the staged notes as downloads (``path:``), in place: the
+    notes are not pages of the book (their own links lead all over the repository), so the book
+    serves each linked note as a file, offline, where a page link would not resolve."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _DOCS_LINK.sub(lambda m: f"](path:../../docs/{m.group(2)})", cell.source)
+
+
 def plain_headings(nb: nbformat.NotebookNode) -> list[str]:
     """Rewrite the formulas of the markdown headings of ``nb`` (outside code fences) as plain text,
     in place; returns the headings whose TeX has no plain form (left unchanged)."""
@@ -170,6 +184,7 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
                 except (OSError, ValueError) as e:
                     raise BookBuildError(f"{nb}: not a readable notebook ({e}); rerun its chapter") from None
                 reader_view(notebook, nb.stem, markers.get(nb.stem))
+                docs_links(notebook)
                 raw = plain_headings(notebook)
                 if raw:
                     raise BookBuildError(
