@@ -29,6 +29,11 @@ CAPTIONED: tuple[str, ...] = (
     "04-baselines",
     "05-bbam-step-by-step",
     "06-pseudo-labels",
+    "07-head-complementarity",
+    "08-label-noise",
+    "09-stride",
+    "10-gradient-methods",
+    "11-sensitivity",
     "13-exercises",
 )
 
