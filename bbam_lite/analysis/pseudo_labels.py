@@ -14,10 +14,11 @@ import numpy as np
 from bbam_lite.analysis.tables import fmt_change, pick
 from bbam_lite.pseudo.ablation import Variant
 
-#: Training images of chapter 6's labels and ablation where the profile's ``label_images`` is too
-#: many: BBAM labels of two presets cost about 12 s an image each on one core, so a cold lite run of
-#: the chapter stays within minutes (lite: 12 images, about 30 objects; the profile's
-#: ``label_images`` otherwise, so ``full`` keeps the paper's sizes).
+#: Training images of chapters 6 and 12's BBAM labels (chapter 12 trains its networks on them) where
+#: the profile's ``label_images`` is too many: BBAM labels of two presets cost about 12 s an image
+#: each on one core, so a cold lite run of either chapter stays within minutes and the two share
+#: their labels (lite: 12 images, about 30 objects; the profile's ``label_images`` otherwise, so
+#: ``full`` keeps the paper's sizes).
 CHAPTER_IMAGES = {"lite": 12}
 
 #: An object counts as better or worse under one variant than another when its IoU moves by more.
@@ -31,7 +32,8 @@ RULES = {"θ 0.8 / 0.2": PAPER, "θ 0.5 / 0.2": Variant(theta_fg=0.5), "area qua
 
 
 def chapter_images(ws: Any) -> int | None:
-    """How many training images chapter 6 labels and ablates on this workspace's profile."""
+    """How many training images chapters 6 and 12 label with BBAM (and chapter 12 trains on) on this
+    workspace's profile."""
     return CHAPTER_IMAGES.get(ws.profile.name, ws.profile.label_images)
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
+from bbam_lite.analysis.pseudo_labels import chapter_images
 from bbam_lite.pseudo.methods import paper_numbers, variants
 from bbam_lite.segment.runs import evaluate_labels_folder, evaluate_run, train_network
 from bbam_lite.utils.run_folder import hardware
@@ -83,9 +84,10 @@ BOOK_SCHEDULES: dict[str, dict] = {
         "table5": ((0.5, 0.5, "off"), (0.2, 0.8, "on")),
         "table6": (0.007, 0.02),
     },
-    # sized for a class (issue: the whole lite book in an hour on 2 cores): the rows of the paper's
-    # order plus Box^i (whose network collapses) and one refinement row; the instance CRF columns,
-    # M∩G+ and the paper-text BBAM with proposals only at full; paper values beside each setting
+    # sized for a class (issue: the whole lite book in an hour on 2 cores): chapter 6's training
+    # images and BBAM labels (analysis.pseudo_labels.chapter_images: lite 12; paper: 10,582), the
+    # rows of the paper's order plus Box^i (whose network collapses) and one refinement row; the
+    # instance CRF columns, M∩G+ and the paper-text BBAM with proposals only at full
     "lite": {
         "profile": "lite",
         "iterations": (150, 120),  # lite train-seg profile: 1500 / 600; paper: 24,000 / 20,000
@@ -366,7 +368,7 @@ def book_settings(ws, schedule: dict) -> ComparisonSettings:
     key = settings_key(
         {
             **training,
-            "label_images": ws.profile.label_images,
+            "label_images": chapter_images(ws),
             "seed": ws.seed,
             "dataset": ws.dataset,
             "detector": ws.detector_digest(),
@@ -376,7 +378,7 @@ def book_settings(ws, schedule: dict) -> ComparisonSettings:
         data=ws.data_path(),
         out=ws.run_dir / "segmentation" / key,
         profile=schedule["profile"],
-        limit=ws.profile.label_images,
+        limit=chapter_images(ws),
         val_limit=schedule["val_limit"],
         semantic_iterations=schedule["iterations"][0],
         instance_iterations=schedule["iterations"][1],
@@ -414,9 +416,9 @@ def book_comparison(ws, schedule: dict | None = None) -> dict:
         method = known[n].method
         return ws.label_settings(method, **fields[n]) == ws.label_settings(method)
 
-    made = {}
+    made, images = {}, chapter_images(ws)  # chapter 6's images: its BBAM labels are shared
     for name in sorted(fields, key=shared):
-        made[name] = str(ws.labels(known[name].method, **fields[name])[0])
+        made[name] = str(ws.labels(known[name].method, limit=images, **fields[name])[0])
     labels = {name: "gt" if name == "full" else made[name] for name in sched["rows"]}
     notrain = {
         name: str(ws.labels("grabcut", split="val", limit=sched["val_limit"], boxes=boxes)[0])
@@ -440,11 +442,11 @@ def book_sensitivity(ws, schedule: dict | None = None) -> dict:
     sched = schedule or BOOK_SCHEDULES[ws.profile.name]
     rows: dict[str, Row] = {}
     for bg, fg, grow in sched["table5"]:
-        folder = ws.labels("bbam", preset="paper", theta_fg=fg, theta_bg=bg)[0]
+        folder = ws.labels("bbam", limit=chapter_images(ws), preset="paper", theta_fg=fg, theta_bg=bg)[0]
         title = f"θ_bg {bg:g} / θ_fg {fg:g}, growing {grow}"
         rows[f"table5/{bg:g}-{fg:g}-{grow}"] = Row(title, str(folder), ("instance",), grow)
     for lam in sched["table6"]:
-        folder = bbam_labels(ws, ws.profile.label_images, preset="paper", lam=float(lam))[0]
+        folder = bbam_labels(ws, chapter_images(ws), preset="paper", lam=float(lam))[0]
         rows[f"table6/{lam:g}"] = Row(f"λ {lam:g}", str(folder))
     settings = book_settings(ws, sched)
     ident = _ident(settings, rows)
@@ -504,7 +506,7 @@ def schedule_table(ws, schedule: dict | None = None):
         for task, it in zip(("semantic", "instance"), sched["iterations"], strict=True)
     ]
     caption = (
-        f"train-seg profile {sched['profile']}; {ws.profile.label_images or 'all'} training images, "
+        f"train-seg profile {sched['profile']}; {chapter_images(ws) or 'all'} training images, "
         f"{sched['val_limit'] or 'all'} validation images scored (paper: 10,582 and 1,449 on VOC)"
     )
     columns = [
