@@ -252,3 +252,32 @@ def test_a_killed_parallel_batch_resumes_without_making_again_what_it_finished(t
         assert _record(out, stem)["cache_hits"] >= 1, stem  # every rerun chapter reused the dataset
     after = made[0].stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "data made again"
+
+
+def test_a_parallel_batch_starts_the_longest_chapters_first(tmp_path):
+    import nbformat
+
+    from bbam_lite.book.runner import STATE_DIR, BookRun
+
+    notebooks = []
+    for stem in ("01-a", "02-b", "03-c", "04-d"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata.language_info = {"name": "python"}
+        cell = nbformat.v4.new_code_cell('profile = "smoke"')
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [cell]
+        nbformat.write(nb, tmp_path / f"{stem}.ipynb")
+        notebooks.append(tmp_path / f"{stem}.ipynb")
+    state = tmp_path / "out" / STATE_DIR
+    state.mkdir(parents=True)
+    records = {
+        "01-a": {"seconds": 5.0},
+        "02-b": {"seconds": 1.0, "cold": {"seconds": 900.0}},
+        "04-d": {"seconds": 60},
+    }
+    for stem, record in records.items():
+        (state / f"{stem}.json").write_text(json.dumps(record))
+    run = BookRun(notebooks, tmp_path / "out", {"profile": "smoke"}, jobs=2)
+    # by the cold time where there is one, else the last run's; unknown last, chapter order among equals
+    assert [p.stem for p in run.start_order(notebooks)] == ["02-b", "04-d", "01-a", "03-c"]

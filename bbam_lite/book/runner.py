@@ -409,15 +409,29 @@ class BookRun:
             executed.append(nb.stem)
             yield outcome
 
+    def start_order(self, todo: list[Path]) -> list[Path]:
+        """The chapters of a parallel batch in the order they start: the longest first, by the
+        time of their last cold run (else of their last run) in their records, chapter order among
+        equals and unknowns, so that a long chapter never starts last and keeps one core busy
+        alone at the end. What they compute does not depend on it."""
+
+        def seconds(nb: Path) -> float:
+            record = self.previous_record(nb)
+            cold = record.get("cold")
+            value = cold.get("seconds") if isinstance(cold, dict) else record.get("seconds")
+            return float(value) if isinstance(value, (int, float)) else 0.0
+
+        return sorted(todo, key=lambda nb: -seconds(nb))
+
     def _run_parallel(self, todo: list[Path], cold: bool) -> Iterator[Outcome]:
         """Up to ``jobs`` chapters at a time, each in a process of its own (spawned with one thread
-        per library), started in chapter order; yields each outcome as its chapter ends."""
+        per library), the longest first (:meth:`start_order`); yields each outcome as its chapter ends."""
         from multiprocessing.connection import wait
 
         from bbam_lite.pseudo.workers import one_thread_environment
 
         context = multiprocessing.get_context("spawn")
-        pending = list(todo)
+        pending = self.start_order(todo)
         started: list[str] = []
         running: dict[Any, tuple[Path, Any, Any, float]] = {}  # sentinel: notebook, process, pipe, start
         try:
