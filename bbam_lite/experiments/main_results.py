@@ -165,6 +165,13 @@ def semantic_verdict(result: dict, labels: dict[str, float] | None = None) -> st
         + (f", against {full:.1f} with the true masks" if full is not None else "")
         + "."
     )
+    if full is not None and full <= vals[hi]:
+        text += (
+            " **The true masks do not give the best semantic network here**, so the semantic rows do not "
+            "rank the labels: DeepLab starts from the detector's backbone only and must learn the "
+            "classes from the few training images of this schedule, where Mask R-CNN starts from the "
+            "whole detector, classes included. Read the instance rows for the labels."
+        )
     labels = {n: v for n, v in (labels or {}).items() if n in vals}
     if len(labels) >= 2:
         net = max(vals[n] for n in labels) - min(vals[n] for n in labels)
