@@ -18,6 +18,10 @@ import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
+CHAPTERS = REPO / "book" / "chapters"
+#: The least share of its pixel width a figure may be shown at (the book's figures are made at most
+#: 1.3 times the column's width: bbam_lite.plotting.figure_size), so that its text stays readable.
+MIN_SHOWN = 0.6
 _RUNS: dict[Path, subprocess.CompletedProcess] = {}
 
 

@@ -24,6 +24,7 @@ CONVERTED: tuple[str, ...] = (
     "10-gradient-methods",
     "06-pseudo-labels",
     "11-sensitivity",
+    "12-main-results",
 )
 
 
@@ -607,6 +608,9 @@ def test_main_results_wording_follows_the_numbers() -> None:
     crf = mr.crf_verdict(run)
     assert "lifts the **stronger** half" in crf and "widens" in crf
     assert "GrabCut (32.4) beats BBAM (32.1)" in mr.semantic_verdict(run)
+    assert "true masks do not give the best" not in mr.semantic_verdict(run)
+    weak_full = _comparison({**CH12, "full": (0.30, 0.31, 0.8, 0.6, 0.28)})
+    assert "**The true masks do not give the best semantic network here**" in mr.semantic_verdict(weak_full)
     assert "fails at this scale" in mr.paper_text_verdict(run)
     # the other outcomes
     better = {**CH12, "bbam": (0.34, 0.36, 0.81, 0.63, 0.27), "box_inner": (0.3, 0.31, 0.7, 0.4, 0.1)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pytest
+from book_helpers import CHAPTERS
 
 from bbam_lite.book.pages import (
     CHAPTER_LIST_MARKER,
@@ -149,3 +151,26 @@ def test_links_to_the_design_notes_become_downloads_in_the_book():
     docs_links(nb)
     assert nb.cells[0].source == "see [the notes](path:../../docs/results.md) and [ch. 6](06-a.ipynb)"
     assert nb.cells[1].source == "x = '](../../docs/results.md)'"
+
+
+@pytest.mark.parametrize("path", sorted(CHAPTERS.glob("[0-9][0-9]-*.ipynb")), ids=lambda p: p.stem)
+def test_the_committed_chapters_figures_are_captioned_and_readable_at_the_column_width(path):
+    """What the browser test checks on a smoke build, on the committed pages: every figure has a
+    caption and a name, and is made at most 1 / MIN_SHOWN of the column's width (772 px)."""
+    import base64
+    import struct
+
+    from book_helpers import MIN_SHOWN
+
+    from bbam_lite.plotting import COLUMN_PX
+
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        if not images:
+            continue
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        assert figure.get("caption") and figure.get("name"), f"{path.stem}, cell {i}: a figure, no caption"
+        for out in images:
+            width = struct.unpack(">I", base64.b64decode(out["data"]["image/png"])[16:20])[0]
+            assert width * MIN_SHOWN <= COLUMN_PX, f"{path.stem}, cell {i}: a figure {width} px wide"
