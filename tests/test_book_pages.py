@@ -174,3 +174,23 @@ def test_the_committed_chapters_figures_are_captioned_and_readable_at_the_column
         for out in images:
             width = struct.unpack(">I", base64.b64decode(out["data"]["image/png"])[16:20])[0]
             assert width * MIN_SHOWN <= COLUMN_PX, f"{path.stem}, cell {i}: a figure {width} px wide"
+
+
+def test_the_statistics_page_says_whether_the_cold_targets_are_met(tmp_path):
+    from bbam_lite.book.pages import target_lines
+
+    def cold(seconds: float, finished: str, commit: str = "abc") -> dict:
+        return {"seconds": seconds, "finished": f"2026-12-04T{finished}+00:00", "commit": commit, "jobs": 2}
+
+    one_batch = {
+        "01-a": {"cold": cold(300.0, "07:05:00")},
+        "12-main-results": {"cold": cold(1800.0, "07:40:00")},  # started 07:10
+    }
+    text = "\n".join(target_lines(one_batch))
+    assert "* The whole book: 40.0 min wall for its 2 chapters" in text and "): met." in text
+    assert "12-main-results missed by 5.0 min" in text and "01-a" not in text.split("Each chapter")[1]
+    slow = {**one_batch, "01-a": {"cold": cold(660.0, "06:00:00")}}  # started 05:49: 111 min in all
+    text = "\n".join(target_lines(slow))
+    assert "111.0 min wall" in text and "missed by 51.0 min" in text and "01-a missed by 1.0 min" in text
+    apart = {**one_batch, "01-a": {"cold": cold(300.0, "07:05:00", commit="def")}}
+    assert "not measured in one batch" in "\n".join(target_lines(apart))

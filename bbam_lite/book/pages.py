@@ -144,6 +144,73 @@ def reader_view(nb: nbformat.NotebookNode, stem: str, marker: dict[str, Any] | N
     nb.cells.insert(first + 1, box)
 
 
+#: The lite book's cold-run targets on a 2-core machine, minutes (issue: the whole lite book in an
+#: hour on a 2-core laptop, each lab chapter in minutes): the whole book (wall), a chapter, and the
+#: chapters allowed longer.
+COLD_TARGETS = {"book": 60.0, "chapter": 10.0, "12-main-results": 25.0}
+
+
+def whole_book_run(markers: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The whole-book cold batch the records show, if every chapter's cold run comes from one batch
+    (same commit): its wall minutes (first start to last finish), chapters at a time, hardware and
+    date; None otherwise."""
+    from datetime import datetime
+
+    colds = [cold_run(m) for m in markers.values()]
+    if not colds or any(c is None or "finished" not in c for c in colds):
+        return None
+    if len({c.get("commit") for c in colds}) != 1:
+        return None
+    try:
+        ends = [datetime.fromisoformat(str(c["finished"])).timestamp() for c in colds]
+    except ValueError:
+        return None
+    starts = [end - float(c["seconds"]) for end, c in zip(ends, colds, strict=True)]
+    return {
+        "minutes": (max(ends) - min(starts)) / 60,
+        "jobs": colds[0].get("jobs", 1),
+        "where": _cold_where(colds[0]),
+        "chapters": len(colds),
+    }
+
+
+def target_lines(markers: dict[str, dict[str, Any]]) -> list[str]:
+    """The cold-run targets (:data:`COLD_TARGETS`) against the records: met, or by how much not."""
+
+    def verdict(minutes: float, target: float) -> str:
+        return "met" if minutes <= target else f"missed by {minutes - target:.1f} min"
+
+    book = whole_book_run(markers)
+    lines = [
+        "",
+        "**Targets** (lite profile, 2 cores, from an empty run folder): "
+        f"the whole book in {COLD_TARGETS['book']:.0f} minutes, a chapter in {COLD_TARGETS['chapter']:.0f}, "
+        f"chapter 12 in {COLD_TARGETS['12-main-results']:.0f}.",
+        "",
+    ]
+    if book is None:
+        lines.append("* The whole book: not measured in one batch (the cold runs above come from several).")
+    else:
+        lines.append(
+            f"* The whole book: {book['minutes']:.1f} min wall for its {book['chapters']} chapters "
+            f"({book['where']}): {verdict(book['minutes'], COLD_TARGETS['book'])}."
+        )
+    over = []
+    for stem, marker in sorted(markers.items()):
+        cold = cold_run(marker)
+        target = COLD_TARGETS.get(stem, COLD_TARGETS["chapter"])
+        if cold is not None and cold["seconds"] / 60 > target:
+            over.append(f"{stem} {verdict(cold['seconds'] / 60, target)}")
+    shared = " (in a batch of several chapters at a time a chapter shares the cores)" if book else ""
+    lines.append(
+        "* Each chapter: "
+        + ("every cold run within its target" if not over else "; ".join(over))
+        + shared
+        + "."
+    )
+    return lines
+
+
 def statistics_page(chapters_dir: Path) -> str:
     """The "Execution statistics" page: per executed chapter its profile, device, hardware, the
     minutes of the run that made the page and of its last cold run, date and commit, from the run
@@ -206,6 +273,7 @@ def statistics_page(chapters_dir: Path) -> str:
         "",
         f"Cold total: {cold_total:.1f} minutes over {measured} chapters with a cold run"
         + (f"; not measured: {', '.join(unmeasured)}." if unmeasured else "."),
+        *target_lines(markers),
     ]
     if missing:
         lines += ["", f"No run record for: {', '.join(missing)}."]
