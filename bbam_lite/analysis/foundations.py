@@ -211,25 +211,26 @@ def baseline_verdict(
     quality: Mapping[tuple[str, str], Mapping[str, float]],
     names: Mapping[str, str],
     ignoring: Sequence[str],
+    floor: str = "box",
 ) -> str:
-    """Chapter 4's reading of its table (labels from the true boxes): Box's place, what colour and
-    edges gain over it, what ignoring pixels buys and costs, and what the detector's boxes cost.
-    ``ignoring`` are the methods that leave pixels unlabelled."""
+    """Chapter 4's reading of its table (labels from the true boxes): the place of ``floor`` (Box),
+    what colour and edges gain over it, what ignoring pixels buys and costs, and what the
+    detector's boxes cost. ``ignoring`` are the methods that leave pixels unlabelled."""
     gt = {m: quality[m, "gt"] for m in names}
     miou = {m: q["miou"] for m, q in gt.items()}
     inst = {m: q["mean_instance_iou"] for m, q in gt.items()}
     labelling = [m for m in names if m not in ignoring]
     lines = []
-    if "box" in names:
-        floor = min(labelling, key=lambda m: miou[m])
+    if floor in names:
+        lowest = min(labelling, key=lambda m: miou[m])
         lines.append(
-            f"Box has {pick(floor == 'box', 'the lowest', 'not the lowest')} mIoU of the methods that label "
-            f"every pixel ({100 * miou['box']:.1f}%)"
+            f"{names[floor]} has {pick(lowest == floor, 'the lowest', 'not the lowest')} mIoU of the methods "
+            f"that label every pixel ({100 * miou[floor]:.1f}%)"
             + "; "
             + ", ".join(
-                f"{names[m]} {fmt_change(100 * (miou[m] - miou['box']), 1)} points over it"
+                f"{names[m]} {fmt_change(100 * (miou[m] - miou[floor]), 1)} points over it"
                 for m in labelling
-                if m != "box"
+                if m != floor
             )
             + "."
         )

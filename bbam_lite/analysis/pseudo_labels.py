@@ -144,12 +144,15 @@ def box_crf_verdict(ablation: Mapping[str, dict]) -> str:
 
 
 def preset_verdict(
-    ablation: Mapping[str, dict], baselines: Mapping[str, Mapping[str, Any]], names: Mapping[str, str]
+    ablation: Mapping[str, dict],
+    baselines: Mapping[str, Mapping[str, Any]],
+    names: Mapping[str, str],
+    subject: str = "bbam",
 ) -> str:
-    """The authors' code (its own maps, ``baselines["bbam"]``) against the baselines, and how much of
-    its lead over the paper's recipe the rule makes on the same maps and how much its own maps add."""
-    official = baselines["bbam"]
-    others = {k: q for k, q in baselines.items() if k != "bbam"}
+    """The authors' code (its own maps, ``baselines[subject]``) against the baselines, and how much
+    of its lead over the paper's recipe the rule makes on the same maps and how much its maps add."""
+    official = baselines[subject]
+    others = {k: q for k, q in baselines.items() if k != subject}
     paper, quant = row(ablation, PAPER), row(ablation, QUANTILES)
 
     def against(key: str) -> str:
@@ -248,11 +251,15 @@ def size_verdict(halves: Sequence[Mapping[str, Any]]) -> str:
 
 
 def summary(
-    ablation: Mapping[str, dict], baselines: Mapping[str, Mapping[str, Any]], names: Mapping[str, str]
+    ablation: Mapping[str, dict],
+    baselines: Mapping[str, Mapping[str, Any]],
+    names: Mapping[str, str],
+    subject: str = "bbam",
 ) -> str:
-    """The chapter's Summary bullets that state this run's numbers (Markdown list)."""
+    """The chapter's Summary bullets that state this run's numbers (Markdown list); ``subject``:
+    the authors' code's row of ``baselines``."""
     paper, box, quant = (row(ablation, v) for v in (PAPER, BOX_CRF, QUANTILES))
-    official = baselines["bbam"]
+    official = baselines[subject]
     best = max(baselines, key=lambda k: baselines[k]["miou"])
     return "\n".join(
         [
@@ -263,7 +270,7 @@ def summary(
             f"rule on them ({quant['miou']:.3f}).",
             f"- The authors' code as a whole (its own maps) scores {official['miou']:.3f} mIoU, "
             + pick(
-                best == "bbam",
+                best == subject,
                 "the best of the table's last three rows by mIoU.",
                 f"below {names.get(best, best)} ({baselines[best]['miou']:.3f}), the best of the "
                 "table's last three rows by mIoU.",
