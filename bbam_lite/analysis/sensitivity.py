@@ -121,15 +121,21 @@ def threshold_sweep(
 NEGLIGIBLE = 0.005
 
 
+#: The label scores both of this run's tables show, with their units.
+LABEL_SCORES = (
+    ("miou", "label mIoU (fraction)", ".3f"),
+    ("mean_instance_iou", "mean instance IoU (fraction)", ".3f"),
+    ("ignore_fraction", "ignored pixels (%)", ".1%"),
+)
+
+
 def lambda_table(rows: Sequence[dict[str, Any]]) -> Table:
     """Table 6 of this run: label scores (fractions) and mean map values (0-1) per lambda."""
     return Table(
         rows,
         [
             ("lam", "λ", ".3f"),
-            ("miou", "label mIoU (fraction)", ".3f"),
-            ("mean_instance_iou", "mean instance IoU (fraction)", ".3f"),
-            ("ignore_fraction", "ignored pixels (%)", ".1%"),
+            *LABEL_SCORES,
             ("mean_map_on_object", "mean map on the object (0-1)", ".2f"),
             ("mean_map_off_object", "mean map off the object (0-1)", ".2f"),
             ("objects", "objects", "d"),
@@ -161,9 +167,7 @@ def threshold_table(rows: Sequence[dict[str, Any]]) -> Table:
         [
             ("theta_bg", "θ_bg", ".1f"),
             ("theta_fg", "θ_fg", ".1f"),
-            ("miou", "label mIoU (fraction)", ".3f"),
-            ("mean_instance_iou", "mean instance IoU (fraction)", ".3f"),
-            ("ignore_fraction", "ignored pixels (%)", ".1%"),
+            *LABEL_SCORES,
             ("miou_ignore_as_background", "label mIoU, ignored as background (fraction)", ".3f"),
         ],
         caption="This run: pseudo labels against the exact masks",

@@ -15,6 +15,7 @@ from typing import Any
 
 from bbam_lite.analysis.tables import fmt_change
 from bbam_lite.experiments.networks import chain, title
+from bbam_lite.pseudo.methods import variants
 
 #: A network this far below Box on AP50 (as a fraction of Box's) has collapsed, not merely lost.
 COLLAPSE = 0.5
@@ -76,6 +77,16 @@ def best_instance_row(result: dict, key: str = "ap50") -> tuple[str, float] | No
     return max(scores.items(), key=lambda x: x[1]) if scores else None
 
 
+def same_recipe(row: str, other: str) -> bool:
+    """Whether two rows' labels come from the same registered method with the same preset (the
+    registry's variants say; a refinement step on top does not change the recipe)."""
+    known = variants()
+    if row not in known or other not in known:
+        return row == other
+    a, b = known[row], known[other]
+    return a.method == b.method and a.settings.get("preset") == b.settings.get("preset")
+
+
 def rival_verdict(result: dict, labels: dict[str, float] | None = None, bbam: str = "bbam") -> str:
     """Which pseudo labels give the best Mask R-CNN on AP50 here and, where it is not BBAM, by how
     much it beats BBAM, whether AP75 and the labels' own mIoU (``labels``, %) agree, and what may
@@ -85,7 +96,7 @@ def rival_verdict(result: dict, labels: dict[str, float] | None = None, bbam: st
     if best is None or ours is None:
         return ""
     name, value = best
-    if name.startswith("bbam") and not name.startswith("bbam_paper"):
+    if same_recipe(name, bbam):  # bbam's own row, or it with proposal refinement
         best_row = f"{title(name)}'s ({value:.1f} AP50)"
         return f"The best Mask R-CNN trained on pseudo labels is {best_row}, as in the paper."
     text = (

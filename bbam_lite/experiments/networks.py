@@ -236,17 +236,6 @@ def order_check(rows: dict, task: str, key: str, bbam: str = "bbam") -> dict | N
     }
 
 
-def _one_thread_worker(parent: int) -> None:
-    """A network worker: one torch thread (as the environment says for the other libraries), and
-    gone when the process that started it is."""
-    import torch
-
-    from bbam_lite.pseudo.workers import watch_parent
-
-    torch.set_num_threads(1)
-    watch_parent(parent)
-
-
 def train_all(s: ComparisonSettings, todo: dict[str, tuple[Row, str]]) -> dict[str, dict]:
     """Train (or resume) and score every network of ``todo`` (folder name -> a row that trains it
     and the task) once: in order in this process when ``s.jobs`` is 1, else ``s.jobs`` at a time
@@ -255,7 +244,7 @@ def train_all(s: ComparisonSettings, todo: dict[str, tuple[Row, str]]) -> dict[s
     this process runs one thread too (``book run`` runs chapters so)."""
     if s.jobs <= 1 or len(todo) <= 1:
         return {net: train_and_evaluate(s, row, task) for net, (row, task) in todo.items()}
-    from bbam_lite.pseudo.workers import one_thread_environment
+    from bbam_lite.pseudo.workers import init_worker, one_thread_environment
 
     context = multiprocessing.get_context("spawn")
     with (
@@ -263,7 +252,7 @@ def train_all(s: ComparisonSettings, todo: dict[str, tuple[Row, str]]) -> dict[s
         ProcessPoolExecutor(
             min(s.jobs, len(todo)),
             mp_context=context,
-            initializer=_one_thread_worker,
+            initializer=init_worker,
             initargs=(os.getpid(),),
         ) as pool,
     ):

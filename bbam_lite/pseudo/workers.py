@@ -138,9 +138,10 @@ def _started() -> None:
     """A worker's first job: none (it makes the pool start every worker at once)."""
 
 
-def _init_worker(parent: int | None = None) -> None:
-    """One thread per worker; Ctrl-C is the main process's to handle; the worker ends when
-    ``parent`` (the process that started the pool) does, however that ends."""
+def init_worker(parent: int | None = None) -> None:
+    """One thread per worker (the label workers, chapter 12's network workers); Ctrl-C is the main
+    process's to handle; the worker ends when ``parent`` (the process that started the pool) does,
+    however that ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent is not None:
         watch_parent(parent)
@@ -254,7 +255,7 @@ class ImageWorkers:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 _context(self.start_method),
-                initializer=_init_worker,
+                initializer=init_worker,
                 initargs=(os.getpid(),),
             )
             for _ in range(self.workers):  # start them now: their imports overlap the first device batch
