@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 
-from bbam_lite.book.runner import NOTEBOOK_NAME, STATE_DIR
+from bbam_lite.book.runner import STATE_DIR, chapters_in
 
 #: The page the build generates from the markers (listed in ``book/_toc.yml``).
 STATISTICS_PAGE = "execution-statistics"
@@ -23,14 +23,17 @@ STATISTICS_PAGE = "execution-statistics"
 GPU_DATA = {"voc": "/data/VOCdevkit/VOC2012", "coco": "/data/coco"}
 
 
+def chapter_link(nb: Path) -> str:
+    """A Markdown link to an executed chapter's page, with its title, from the book's root pages."""
+    return f"[{_title(nbformat.read(nb, as_version=4), nb.stem)}](chapters/{nb.stem}.ipynb)"
+
+
 def read_markers(chapters_dir: Path) -> dict[str, dict[str, Any]]:
     """The run marker of every executed chapter of ``chapters_dir``, by notebook stem (unreadable
     or missing markers are left out: the page says the chapter has no record)."""
     out = {}
     state = Path(chapters_dir) / STATE_DIR
-    for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
-        if not NOTEBOOK_NAME.match(nb.name):
-            continue
+    for nb in chapters_in(chapters_dir):
         try:
             out[nb.stem] = json.loads((state / f"{nb.stem}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -235,12 +238,9 @@ def statistics_page(chapters_dir: Path) -> str:
     ]
     total = cold_total = 0.0
     missing, unmeasured = [], []
-    for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
-        if not NOTEBOOK_NAME.match(nb.name):
-            continue
+    for nb in chapters_in(chapters_dir):
         marker = markers.get(nb.stem)
-        title = _title(nbformat.read(nb, as_version=4), nb.stem)
-        link = f"[{title}](chapters/{nb.stem}.ipynb)"
+        link = chapter_link(nb)
         if marker is None:
             missing.append(nb.stem)
             lines.append(f"| {link} | no record |" + " |" * 8)
@@ -292,19 +292,14 @@ def cold_table(chapters_dir: Path) -> str:
     markers = read_markers(chapters_dir)
     lines = ["| chapter | cold run (min) | measured on |", "| --- | ---: | --- |"]
     total, unmeasured = 0.0, []
-    for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
-        if not NOTEBOOK_NAME.match(nb.name):
-            continue
+    for nb in chapters_in(chapters_dir):
         cold = cold_run(markers.get(nb.stem))
-        title = _title(nbformat.read(nb, as_version=4), nb.stem)
         if cold is None:
             unmeasured.append(nb.stem[:2])
-            lines.append(f"| [{title}](chapters/{nb.stem}.ipynb) | | not measured |")
+            lines.append(f"| {chapter_link(nb)} | | not measured |")
         else:
             total += cold["seconds"] / 60
-            lines.append(
-                f"| [{title}](chapters/{nb.stem}.ipynb) | {_minutes(cold['seconds'])} | {_cold_where(cold)} |"
-            )
+            lines.append(f"| {chapter_link(nb)} | {_minutes(cold['seconds'])} | {_cold_where(cold)} |")
     lines += [
         "",
         f"Cold total of the chapters measured: {total:.1f} minutes"
@@ -317,11 +312,7 @@ def chapter_list(chapters_dir: Path) -> str:
     """The index page's list of chapters (titles from the executed notebooks, linked) and the dates
     and profiles of their runs (from the records), as markdown."""
     markers = read_markers(chapters_dir)
-    lines = []
-    for nb in sorted(Path(chapters_dir).glob("*.ipynb")):
-        if NOTEBOOK_NAME.match(nb.name):
-            title = _title(nbformat.read(nb, as_version=4), nb.stem)
-            lines.append(f"- [{title}](chapters/{nb.stem}.ipynb)")
+    lines = [f"- {chapter_link(nb)}" for nb in chapters_in(chapters_dir)]
     if not lines:
         return "No chapter has been executed yet (`bbam-lite book run --profile lite`).\n"
     dates = sorted(str(m.get("finished", ""))[:10] for m in markers.values() if m.get("finished"))

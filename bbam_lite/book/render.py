@@ -39,7 +39,7 @@ from bbam_lite.book.pages import (
     reader_view,
     statistics_page,
 )
-from bbam_lite.book.runner import NOTEBOOK_NAME
+from bbam_lite.book.runner import chapters_in
 
 PAGE_SUFFIXES = (".md", ".ipynb")
 MATHJAX_ENTRY = Path("_mathjax") / "mathjax" / "tex-chtml.js"
@@ -177,21 +177,20 @@ def stage_book(book_dir: Path, chapters_dir: Path, stage_root: Path) -> tuple[Pa
     (stage / "chapters").mkdir()
     if Path(chapters_dir).is_dir():
         markers = read_markers(chapters_dir)
-        for nb in sorted(Path(chapters_dir).iterdir()):
-            if NOTEBOOK_NAME.match(nb.name):
-                try:
-                    notebook = nbformat.read(nb, as_version=4)
-                except (OSError, ValueError) as e:
-                    raise BookBuildError(f"{nb}: not a readable notebook ({e}); rerun its chapter") from None
-                reader_view(notebook, nb.stem, markers.get(nb.stem))
-                docs_links(notebook)
-                raw = plain_headings(notebook)
-                if raw:
-                    raise BookBuildError(
-                        f"{nb}: heading {raw[0]!r} has TeX that its page title and search entry would "
-                        f"show raw; write it in plain text (or add the symbol to render.TEX_TEXT)"
-                    )
-                nbformat.write(notebook, stage / "chapters" / nb.name)
+        for nb in chapters_in(chapters_dir):
+            try:
+                notebook = nbformat.read(nb, as_version=4)
+            except (OSError, ValueError) as e:
+                raise BookBuildError(f"{nb}: not a readable notebook ({e}); rerun its chapter") from None
+            reader_view(notebook, nb.stem, markers.get(nb.stem))
+            docs_links(notebook)
+            raw = plain_headings(notebook)
+            if raw:
+                raise BookBuildError(
+                    f"{nb}: heading {raw[0]!r} has TeX that its page title and search entry would "
+                    f"show raw; write it in plain text (or add the symbol to render.TEX_TEXT)"
+                )
+            nbformat.write(notebook, stage / "chapters" / nb.name)
         (stage / f"{STATISTICS_PAGE}.md").write_text(statistics_page(chapters_dir), encoding="utf-8")
     for page in stage.glob("*.md"):  # the index's chapter list, the labs' cold times: from the records
         text = page.read_text(encoding="utf-8")

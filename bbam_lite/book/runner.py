@@ -77,12 +77,19 @@ class Outcome:
     cpu_seconds: float = 0.0  # CPU time of the notebook's kernel (its user + system time)
 
 
+def chapters_in(folder: Path) -> list[Path]:
+    """The chapter notebooks ``NN-slug.ipynb`` of ``folder``, in chapter order (none if it is absent)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if NOTEBOOK_NAME.match(p.name)) if folder.is_dir() else []
+
+
 def discover(folder: Path) -> list[Path]:
-    """The chapter notebooks ``NN-slug.ipynb`` of ``folder``, in chapter order."""
+    """The chapter notebooks ``NN-slug.ipynb`` of ``folder``, in chapter order; an error where there
+    are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no notebooks folder (run from the repository root or pass --notebooks)")
-    found = sorted(p for p in folder.iterdir() if NOTEBOOK_NAME.match(p.name))
+    found = chapters_in(folder)
     if not found:
         raise ValueError(f"{folder}: holds no chapter notebooks named NN-slug.ipynb")
     return found
